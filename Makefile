@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MANIFEST ?= examples/quickstart.yaml
+
+export PREFECT_API_URL ?= http://127.0.0.1:4200/api
+export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
+
+.PHONY: run test stop servers lint format bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP) servers
+	$(BIN)/synthset run $(MANIFEST)
+
+servers: $(STAMP)
+	$(BIN)/synthset servers start
+
+stop:
+	@test -x $(BIN)/synthset && $(BIN)/synthset servers stop || echo "nothing to stop"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check synthset tests bench
+	$(BIN)/ruff format --check synthset tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix synthset tests bench
+	$(BIN)/ruff format synthset tests bench
+
+bench: $(STAMP) servers
+	$(BIN)/python bench/overhead.py
+
+clean: stop
+	rm -rf .synthset datasets

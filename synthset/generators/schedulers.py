@@ -1,0 +1,25 @@
+"""Scheduler names a manifest may use, mapped to diffusers scheduler classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEDULERS: dict[str, str] = {
+    "ddpm": "DDPMScheduler",
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpmpp": "DPMSolverMultistepScheduler",
+}
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    """Build scheduler `name` from another scheduler's config (diffusers' `from_config` swap)."""
+    import diffusers
+
+    try:
+        cls = getattr(diffusers, SCHEDULERS[name])
+    except KeyError:
+        raise ValueError(f"unknown scheduler {name!r}; allowed: {', '.join(SCHEDULERS)}") from None
+    return cls.from_config(config)

@@ -1,0 +1,50 @@
+"""Generate one shard: run the generator over its requests and write the shard to staging."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from synthset.generators.pipeline import ImageGenerator
+from synthset.manifest import GeneratorConfig
+from synthset.plan import Shard
+from synthset.storage.shards import write_shard
+
+
+class ShardFailed(RuntimeError):
+    """Every request of a shard failed: a problem of the model or settings, not of a sample."""
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """What generating a shard did; `skipped` when it was already done in staging."""
+
+    index: int
+    images: int
+    errors: int
+    seconds: float
+    skipped: bool = False
+
+
+def generate_shard(config: GeneratorConfig, shard: Shard) -> ShardReport:
+    """Generate and write `shard` unless its marker already exists (a resumed run)."""
+    if shard.done:
+        return ShardReport(shard.index, 0, 0, 0.0, skipped=True)
+    start = time.perf_counter()
+    generator = ImageGenerator(config)
+    results = generator.generate(shard.requests)
+    errors = [r.error for r in results if r.error is not None]
+    if len(errors) == len(results):
+        raise ShardFailed(f"shard {shard.index}: all {len(results)} images failed; first error: "
+                          f"{errors[0]}")
+    settings = {
+        "model": config.model,
+        "pipeline": config.pipeline,
+        "scheduler": config.scheduler or type(generator.pipe.scheduler).__name__,
+        "steps": config.steps,
+        "guidance": config.guidance_scale,
+        "width": generator.width,
+        "height": generator.height,
+    }
+    images = write_shard(shard.folder, results, settings)
+    return ShardReport(shard.index, images, len(errors), time.perf_counter() - start)

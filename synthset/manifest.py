@@ -1,0 +1,361 @@
+"""The manifest: what a dataset should contain, validated at the edge and expanded into requests.
+
+A manifest names the dataset, configures the generator and lists items (a prompt, how many
+images, a seed, tags, free metadata, optional condition images), inline or from CSV, JSONL or
+Parquet files (`items_from`). `expand` turns it into one `GenerationRequest` per image, each
+with a deterministic `sample_id`: the same manifest always yields the same ids and seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from synthset.errors import ManifestError
+from synthset.generators.schedulers import SCHEDULERS
+
+DEFAULT_MODEL = "synthset/tiny-random"
+ITEM_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
+_SEED_SPACE = 2**31
+
+
+class GeneratorConfig(BaseModel):
+    """How images are made: which diffusers pipeline, scheduler and sampling settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(DEFAULT_MODEL, min_length=1)
+    pipeline: Literal["text2img", "img2img", "inpaint"] = "text2img"
+    scheduler: str | None = None
+    steps: int = Field(20, ge=1, le=1000)
+    guidance_scale: float = Field(7.5, ge=0.0, le=100.0)
+    strength: float = Field(0.8, gt=0.0, le=1.0)
+    height: int | None = Field(None, ge=8, le=4096, multiple_of=8)
+    width: int | None = Field(None, ge=8, le=4096, multiple_of=8)
+    batch_size: int = Field(8, ge=1, le=1024)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, name: str | None) -> str | None:
+        if name is not None and name not in SCHEDULERS:
+            raise ValueError(f"{name!r} is not a scheduler; allowed: {', '.join(SCHEDULERS)}")
+        return name
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change what an image looks like (not batch size or device)."""
+        return self.model_dump(exclude={"batch_size", "device"})
+
+
+class Conditions(BaseModel):
+    """Condition images of an item: `image` for img2img and inpainting, `mask` for inpainting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = None
+    mask: str | None = None
+
+
+class Item(BaseModel):
+    """One prompt and how many images of it the dataset should hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+    count: int = Field(1, ge=1, le=1_000_000)
+    seed: int | None = Field(None, ge=0, lt=_SEED_SPACE)
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    conditions: Conditions | None = None
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _split_tags(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(";") if t.strip()]
+        return value
+
+
+class Manifest(BaseModel):
+    """A whole manifest. After `load_manifest`, `items` holds the rows of `items_from` too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    description: str = ""
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    shard_size: int = Field(64, ge=1, le=100_000)
+    items: list[Item] = Field(default_factory=list)
+    items_from: list[str] = Field(default_factory=list)
+
+    @field_validator("items_from", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class GenerationRequest(BaseModel):
+    """One image to make: everything the generator needs plus what the metadata row records."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sample_id: str
+    item_index: int
+    index: int
+    seed: int
+    prompt: str
+    negative_prompt: str = ""
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    image: str | None = None
+    mask: str | None = None
+
+
+_MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
+    (): Manifest,
+    ("generator",): GeneratorConfig,
+    ("items", "*"): Item,
+    ("items", "*", "conditions"): Conditions,
+}
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    key = tuple("*" if isinstance(part, int) else part for part in loc)
+    return _MODELS_AT.get(key)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        owner = _model_at(error["loc"][:-1])
+        allowed = ", ".join(owner.model_fields) if owner else ""
+        return f"unknown field; allowed: {allowed}" if allowed else "unknown field"
+    if error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+    if error["type"] != "missing" and not isinstance(error.get("input"), dict | list):
+        shown = repr(error.get("input"))
+        message += f" (got {shown[:60]})"
+    return message
+
+
+def _format_loc(loc: Sequence[str | int]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _raise_validation(file: str, exc: ValidationError, where: str | None = None) -> None:
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    field = str(loc.pop()) if loc and not isinstance(loc[-1], int) else None
+    parts = [p for p in (where, _format_loc(loc)) if p]
+    more = len(exc.errors()) - 1
+    message = _describe(error) + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    raise ManifestError(file, message, where=", ".join(parts) or None, field=field) from None
+
+
+def _read_structured(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(str(path), f"invalid JSON: {exc.msg}", where=f"line {exc.lineno}")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ManifestError(str(path), f"invalid YAML: {problem}", where=where) from None
+
+
+def _unflatten(row: dict[str, Any]) -> dict[str, Any]:
+    """`{"metadata.source": "x"}` → `{"metadata": {"source": "x"}}`; empty cells are absent."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if value is None or value == "" or (isinstance(value, float) and value != value):
+            continue
+        if isinstance(value, str) and key in ("metadata", "tags") and value[:1] in "[{":
+            value = json.loads(value)
+        head, _, rest = str(key).partition(".")
+        if rest:
+            out.setdefault(head, {})[rest] = value
+        else:
+            out[head] = value
+    return out
+
+
+def _item_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
+    """Rows of an items file, each with a human label of where it is in the file."""
+    if path.suffix == ".jsonl":
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(str(path), f"invalid JSON: {exc.msg}", where=f"line {lineno}")
+            if not isinstance(row, dict):
+                raise ManifestError(str(path), "each line must be a JSON object", f"line {lineno}")
+            yield f"line {lineno}", row
+        return
+    import pandas as pd
+
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        label = "row {n} (line {line})"
+    else:
+        frame = pd.read_parquet(path)
+        label = "row {n}"
+    for n, row in enumerate(frame.to_dict(orient="records"), start=1):
+        yield label.format(n=n, line=n + 1), row
+
+
+def _resolve_conditions(item: Item, base: Path, file: str, where: str) -> Item:
+    if item.conditions is None:
+        return item
+    resolved = {}
+    for name in ("image", "mask"):
+        value = getattr(item.conditions, name)
+        if value is None:
+            continue
+        path = (base / value).expanduser().resolve()
+        if not path.is_file():
+            raise ManifestError(file, f"no such file: {value}", where=f"{where}.conditions", field=name)
+        resolved[name] = str(path)
+    return item.model_copy(update={"conditions": Conditions(**resolved)})
+
+
+def _load_items_file(spec: str, base: Path, manifest_file: str) -> list[Item]:
+    path = (base / spec).expanduser()
+    where = "items_from"
+    if path.suffix not in ITEM_FILE_SUFFIXES:
+        allowed = ", ".join(ITEM_FILE_SUFFIXES)
+        raise ManifestError(manifest_file, f"{spec!r} has an unknown suffix; allowed: {allowed}",
+                            field=where)
+    if not path.is_file():
+        raise ManifestError(manifest_file, f"no such file: {spec}", field=where)
+    items = []
+    for label, row in _item_rows(path):
+        try:
+            item = Item.model_validate(_unflatten(row))
+        except ValidationError as exc:
+            _raise_validation(str(path), exc, where=label)
+        items.append(_resolve_conditions(item, path.parent, str(path), label))
+    if not items:
+        raise ManifestError(str(path), "the file has no rows", field=None)
+    return items
+
+
+def _check_conditions(manifest: Manifest, file: str) -> None:
+    kind = manifest.generator.pipeline
+    needed = {"text2img": (), "img2img": ("image",), "inpaint": ("image", "mask")}[kind]
+    for i, item in enumerate(manifest.items):
+        given = {k for k, v in (item.conditions or Conditions()).model_dump().items() if v}
+        for name in needed:
+            if name not in given:
+                raise ManifestError(file, f"pipeline '{kind}' needs a condition '{name}' on every "
+                                    "item", where=f"items[{i}].conditions", field=name)
+        extra = given - set(needed)
+        if extra:
+            raise ManifestError(file, f"pipeline '{kind}' takes no condition '{sorted(extra)[0]}'; "
+                                "use pipeline img2img or inpaint",
+                                where=f"items[{i}].conditions", field=sorted(extra)[0])
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Load, validate and resolve a manifest file (YAML or JSON).
+
+    Rows of `items_from` files are appended to `items`, condition paths become absolute, and a
+    path-like `generator.model` must exist. Raises `ManifestError` with a one-line message
+    naming file, row and field on the first problem found.
+    """
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise ManifestError(file, "no such file")
+    raw = _read_structured(path)
+    if not isinstance(raw, dict):
+        raise ManifestError(file, "a manifest must be a mapping with at least 'dataset' and 'items'")
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        _raise_validation(file, exc)
+    base = path.parent
+    items = [_resolve_conditions(it, base, file, f"items[{i}]") for i, it in enumerate(manifest.items)]
+    for spec in manifest.items_from:
+        items.extend(_load_items_file(spec, base, file))
+    if not items:
+        raise ManifestError(file, "the manifest has no items; give 'items' or 'items_from'",
+                            field="items")
+    model = manifest.generator.model
+    if model.startswith((".", "/", "~")):
+        model_path = (base / model).expanduser().resolve()
+        if not model_path.exists():
+            raise ManifestError(file, f"no such model folder: {model}", where="generator",
+                                field="model")
+        manifest.generator.model = str(model_path)
+    manifest = manifest.model_copy(update={"items": items, "items_from": []})
+    _check_conditions(manifest, file)
+    expand(manifest, file=file)
+    return manifest
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file_digest(path: str | None) -> str | None:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+
+
+def expand(manifest: Manifest, file: str = "manifest", extra: dict[int, int] | None = None) -> list[
+    GenerationRequest
+]:
+    """One request per image, in manifest order.
+
+    The sample id hashes the item (without its count, with its condition files' contents), the
+    image's index, its seed and the generator settings that shape the image. An item without
+    a seed gets one derived from its content, so ids and images are stable across runs.
+    `extra` asks for more images of an item (index beyond its count, fresh seeds).
+    """
+    generator = manifest.generator.identity()
+    requests: list[GenerationRequest] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(manifest.items):
+        cond = item.conditions or Conditions()
+        content = item.model_dump(exclude={"count", "conditions", "seed"})
+        content["conditions"] = {"image": _file_digest(cond.image), "mask": _file_digest(cond.mask)}
+        base_seed = item.seed if item.seed is not None else int(_digest(content)[:8], 16)
+        count = item.count + (extra or {}).get(i, 0)
+        for index in range(count):
+            seed = (base_seed + index) % _SEED_SPACE
+            sample_id = _digest({"item": content, "index": index, "seed": seed,
+                                 "generator": generator})[:20]
+            if sample_id in seen:
+                raise ManifestError(file, f"repeats items[{seen[sample_id]}] (same prompt, seed "
+                                    "and settings give the same images); change its seed or "
+                                    "merge the counts", where=f"items[{i}]")
+            seen[sample_id] = i
+            requests.append(GenerationRequest(
+                sample_id=sample_id, item_index=i, index=index, seed=seed, prompt=item.prompt,
+                negative_prompt=item.negative_prompt, tags=tuple(item.tags),
+                metadata=item.metadata, image=cond.image, mask=cond.mask,
+            ))
+    return requests
+
+
+def plan_digest(manifest: Manifest) -> str:
+    """Identifies a manifest's resolved content: equal digests mean the same requested images."""
+    return _digest(manifest.model_dump(exclude={"description"}))[:16]

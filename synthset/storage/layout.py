@@ -1,0 +1,51 @@
+"""Where datasets live on disk: `<root>/<name>/v<N>/`, with staging beside the versions.
+
+```
+<root>/<name>/
+  v1/ v2/ ...                       published versions (never modified after the rename)
+  .staging/<plan>/shards/<shard>/   generated shards of an unfinished run (resumable)
+  .staging/<plan>/version/          a version being assembled, renamed to v<N> when complete
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+def datasets_root() -> Path:
+    """The datasets folder: `$SYNTHSET_DATASETS`, else `./datasets`."""
+    return Path(os.environ.get("SYNTHSET_DATASETS", "datasets")).resolve()
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Paths of one dataset under a root folder."""
+
+    root: Path
+    name: str
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.root / self.name
+
+    def version_dir(self, version: int) -> Path:
+        return self.dataset_dir / f"v{version}"
+
+    def staging_dir(self, plan: str) -> Path:
+        return self.dataset_dir / ".staging" / plan
+
+    def shard_dir(self, plan: str, shard_id: str) -> Path:
+        return self.staging_dir(plan) / "shards" / shard_id
+
+    def versions(self) -> list[int]:
+        """Published version numbers found on disk, ascending."""
+        if not self.dataset_dir.is_dir():
+            return []
+        found = (_VERSION_DIR.match(p.name) for p in self.dataset_dir.iterdir() if p.is_dir())
+        return sorted(int(m.group(1)) for m in found if m)

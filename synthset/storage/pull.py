@@ -1,0 +1,126 @@
+"""Pull a dataset version from MLflow into a local folder, verified, and hand it to pandas,
+torch or Hugging Face datasets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from synthset.errors import DigestMismatch, SynthsetError
+from synthset.generators.builtin import cache_dir
+from synthset.storage.digest import version_digest
+from synthset.storage.versioning import ARTIFACT_PATH, VersionInfo, _client, resolve_version
+
+
+@dataclass(frozen=True)
+class PulledDataset:
+    """A verified local copy of one dataset version."""
+
+    name: str
+    version: int
+    digest: str
+    path: Path
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The metadata table, with `image_path` holding each image's absolute path."""
+        frame = pd.read_parquet(self.path / "metadata.parquet")
+        frame.insert(2, "image_path", [str(self.path / f) for f in frame["file_name"]])
+        return frame
+
+    def to_torch(self, transform: Callable[[Image.Image], Any] | None = None) -> ImageDataset:
+        """A `torch.utils.data.Dataset` of `{"image": tensor, **metadata}` dicts."""
+        return ImageDataset(self.to_pandas(), transform)
+
+    def to_hf(self) -> Any:
+        """The version as a Hugging Face `datasets.Dataset` (imagefolder with metadata)."""
+        import datasets
+
+        return datasets.load_dataset("imagefolder", data_dir=str(self.path), split="train")
+
+
+def _to_tensor(image: Image.Image) -> Any:
+    import torch
+
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+class ImageDataset:
+    """Images as CHW float tensors in [0, 1] (or `transform(image)`), with their metadata row.
+
+    Tags are lists of varying length, so batch with `collate_fn=ImageDataset.collate`.
+    """
+
+    def __init__(self, frame: pd.DataFrame, transform: Callable[[Image.Image], Any] | None = None):
+        self.frame = frame.reset_index(drop=True)
+        self.transform = transform or _to_tensor
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.frame.iloc[i].to_dict()
+        row["tags"] = list(row["tags"])
+        with Image.open(row["image_path"]) as image:
+            row["image"] = self.transform(image)
+        return row
+
+    @staticmethod
+    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stack images into one tensor; keep every other field as a list."""
+        import torch
+
+        out = {key: [item[key] for item in batch] for key in batch[0]}
+        out["image"] = torch.stack(out["image"])
+        return out
+
+
+def _is_verified(folder: Path, digest: str) -> bool:
+    return (folder / "metadata.parquet").is_file() and version_digest(folder) == digest
+
+
+def _download(info: VersionInfo, dest: Path, tracking_uri: str | None) -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.pull-"))
+    try:
+        _client(tracking_uri).download_artifacts(info.run_id, ARTIFACT_PATH, str(tmp))
+        got = version_digest(tmp / ARTIFACT_PATH)
+        if got != info.digest:
+            raise DigestMismatch(f"{info.name}@v{info.version}: downloaded files hash to {got}, "
+                                 f"but the version's digest is {info.digest}; nothing was kept")
+        if dest.exists():
+            dest.rmdir()
+        os.rename(tmp / ARTIFACT_PATH, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pull(name: str, version: str | int | None = None, *, tracking_uri: str | None = None,
+         to: str | Path | None = None) -> PulledDataset:
+    """Fetch `name` at a version number or alias (default `latest`) and verify its digest.
+
+    Files go to `to` (which must be empty or absent, or already hold this version) or to the
+    cache folder. A verified local copy is reused; a copy whose digest does not match the
+    recorded one raises `DigestMismatch` and is not kept.
+    """
+    info = resolve_version(name, version, tracking_uri)
+    dest = Path(to) if to else cache_dir() / "datasets" / name / f"v{info.version}"
+    dest = dest.resolve()
+    if not _is_verified(dest, info.digest):
+        if to is None:
+            shutil.rmtree(dest, ignore_errors=True)
+        if dest.exists() and any(dest.iterdir()):
+            raise SynthsetError(f"{dest} is not empty and does not hold {name}@v{info.version}; "
+                                "pull into an empty or new folder")
+        _download(info, dest, tracking_uri)
+    return PulledDataset(name, info.version, info.digest, dest)

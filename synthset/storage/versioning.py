@@ -1,0 +1,207 @@
+"""Dataset versions in MLflow: one experiment per dataset, one finished run per version.
+
+Experiment `synthset/<name>` holds a run per published version, tagged `synthset.dataset`,
+`synthset.version` and `synthset.digest`, with the resolved config as params, timings as
+metrics, the manifest as a logged input and the version folder as artifacts under `dataset/`.
+Aliases (`latest`, `production`, ...) are experiment tags `synthset.alias.<alias>` = version.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from synthset.errors import DatasetNotFound, SynthsetError
+from synthset.manifest import Manifest, plan_digest
+from synthset.storage.publish import PublishedVersion
+
+EXPERIMENT_PREFIX = "synthset/"
+ARTIFACT_PATH = "dataset"
+TAG_DATASET = "synthset.dataset"
+TAG_VERSION = "synthset.version"
+TAG_DIGEST = "synthset.digest"
+TAG_PLAN = "synthset.plan"
+ALIAS_PREFIX = "synthset.alias."
+LATEST = "latest"
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A published version as MLflow records it."""
+
+    name: str
+    version: int
+    run_id: str
+    digest: str
+    images: int
+    created: pd.Timestamp
+    aliases: tuple[str, ...] = field(default=())
+
+
+def _client(tracking_uri: str | None):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def experiment_name(name: str) -> str:
+    return EXPERIMENT_PREFIX + name
+
+
+def _experiment(client: Any, name: str, create: bool = False) -> Any:
+    exp = client.get_experiment_by_name(experiment_name(name))
+    if exp is None and create:
+        client.create_experiment(experiment_name(name), tags={TAG_DATASET: name})
+        exp = client.get_experiment_by_name(experiment_name(name))
+    if exp is None:
+        raise DatasetNotFound(f"no dataset named {name!r} in the tracking store; "
+                              "`synthset ls` lists the datasets")
+    return exp
+
+
+def _version_runs(client: Any, experiment_id: str) -> Iterator[Any]:
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                  max_results=1000, page_token=token)
+        yield from (r for r in page if TAG_VERSION in r.data.tags)
+        token = page.token
+        if not token:
+            return
+
+
+def _aliases(experiment: Any) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for key, value in experiment.tags.items():
+        if key.startswith(ALIAS_PREFIX):
+            out.setdefault(int(value), []).append(key.removeprefix(ALIAS_PREFIX))
+    return out
+
+
+def list_versions(name: str, tracking_uri: str | None = None) -> list[VersionInfo]:
+    """All published versions of a dataset, oldest first, with their aliases."""
+    client = _client(tracking_uri)
+    exp = _experiment(client, name)
+    aliases = _aliases(exp)
+    infos = []
+    for run in _version_runs(client, exp.experiment_id):
+        version = int(run.data.tags[TAG_VERSION])
+        infos.append(VersionInfo(
+            name=name, version=version, run_id=run.info.run_id, digest=run.data.tags[TAG_DIGEST],
+            images=int(run.data.metrics.get("images", 0)),
+            created=pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+            aliases=tuple(sorted(aliases.get(version, []))),
+        ))
+    return sorted(infos, key=lambda v: v.version)
+
+
+def list_datasets(tracking_uri: str | None = None) -> list[str]:
+    """Names of the datasets that have an experiment in the tracking store."""
+    client = _client(tracking_uri)
+    exps = client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    return sorted(e.name.removeprefix(EXPERIMENT_PREFIX) for e in exps)
+
+
+def last_version_number(name: str, tracking_uri: str | None = None) -> int:
+    """The highest version number recorded for `name`, 0 if none."""
+    try:
+        return max((v.version for v in list_versions(name, tracking_uri)), default=0)
+    except DatasetNotFound:
+        return 0
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """`NAME`, `NAME@3`, `NAME@v3` or `NAME@production` → (name, version-or-alias or None)."""
+    name, _, version = ref.partition("@")
+    if not name:
+        raise SynthsetError(f"{ref!r}: expected NAME, NAME@VERSION or NAME@ALIAS")
+    return name, version or None
+
+
+def resolve_version(name: str, ref: str | int | None = None,
+                    tracking_uri: str | None = None) -> VersionInfo:
+    """Find a version by number (`3`, `"v3"`), alias (`"production"`) or, when None, `latest`."""
+    versions = list_versions(name, tracking_uri)
+    ref = LATEST if ref is None else str(ref)
+    if re.fullmatch(r"v?\d+", ref):
+        wanted = int(ref.lstrip("v"))
+        match = [v for v in versions if v.version == wanted]
+    else:
+        match = [v for v in versions if ref in v.aliases]
+    if not match:
+        known = ", ".join(f"v{v.version}" for v in versions) or "none"
+        raise DatasetNotFound(f"{name}@{ref} does not exist; versions: {known}")
+    return match[0]
+
+
+def set_alias(name: str, ref: str | int, alias: str, tracking_uri: str | None = None) -> VersionInfo:
+    """Point `alias` at a version (moving it if it pointed elsewhere)."""
+    if not _ALIAS.match(alias) or alias == LATEST:
+        raise SynthsetError(f"alias {alias!r} is not allowed: use lower-case letters, digits, '-' "
+                            "or '_', starting with a letter; 'latest' moves by itself")
+    info = resolve_version(name, ref, tracking_uri)
+    client = _client(tracking_uri)
+    client.set_experiment_tag(_experiment(client, name).experiment_id, ALIAS_PREFIX + alias,
+                              str(info.version))
+    return resolve_version(name, info.version, tracking_uri)
+
+
+def _params(manifest: Manifest, images_requested: int) -> dict[str, str]:
+    params = {f"generator.{k}": v for k, v in manifest.generator.model_dump().items()}
+    params |= {"dataset": manifest.dataset, "shard_size": manifest.shard_size,
+               "items": len(manifest.items), "images_requested": images_requested,
+               "plan": plan_digest(manifest)}
+    return {k: str(v) for k, v in params.items()}
+
+
+def _log_manifest_input(client: Any, run_id: str, manifest: Manifest, requests: pd.DataFrame) -> None:
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = mlflow.data.from_pandas(requests, name=f"{manifest.dataset}-manifest",
+                                          digest=plan_digest(manifest))
+    tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="manifest")]
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
+
+
+def record_version(published: PublishedVersion, manifest: Manifest, requests: pd.DataFrame,
+                   metrics: Mapping[str, float], tracking_uri: str | None = None) -> str:
+    """Record a published version as a finished MLflow run and move `latest` to it.
+
+    The run carries the version tags only once its artifacts are uploaded, so a run that
+    failed half-way is never mistaken for a version. Returns the run id.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.utils.time import get_current_time_millis
+
+    client = _client(tracking_uri)
+    exp = _experiment(client, published.name, create=True)
+    run = client.create_run(exp.experiment_id, run_name=f"{published.name}-v{published.version}",
+                            tags={TAG_DATASET: published.name, TAG_PLAN: plan_digest(manifest)})
+    run_id = run.info.run_id
+    try:
+        now = get_current_time_millis()
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in _params(manifest, len(requests)).items()],
+        )
+        _log_manifest_input(client, run_id, manifest, requests)
+        client.log_artifacts(run_id, str(published.path), ARTIFACT_PATH)
+        client.log_batch(run_id, tags=[RunTag(TAG_VERSION, str(published.version)),
+                                       RunTag(TAG_DIGEST, published.digest)])
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_experiment_tag(exp.experiment_id, ALIAS_PREFIX + LATEST, str(published.version))
+    return run_id
