@@ -209,16 +209,17 @@ def _item_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
                 raise ManifestError(str(path), "each line must be a JSON object", f"line {lineno}")
             yield f"line {lineno}", row
         return
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for n, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            yield f"row {n}", row
+        return
     import pandas as pd
 
-    if path.suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        label = "row {n} (line {line})"
-    else:
-        frame = pd.read_parquet(path)
-        label = "row {n}"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     for n, row in enumerate(frame.to_dict(orient="records"), start=1):
-        yield label.format(n=n, line=n + 1), row
+        yield f"row {n} (line {n + 1})", row
 
 
 def _resolve_conditions(item: Item, base: Path, file: str, where: str) -> Item:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -66,7 +67,11 @@ def _summary_table(plan: Plan, reports: list[ShardReport]) -> list[dict[str, Any
              "status": "skipped (done)" if r.skipped else "generated"} for r in reports]
 
 
-@flow(name="generate_dataset", flow_run_name="{manifest_path}", log_prints=True)
+def _run_name() -> str:
+    return f"{Path(flow_run.parameters['manifest_path']).stem}"
+
+
+@flow(name="generate_dataset", flow_run_name=_run_name, log_prints=True)
 def generate_dataset(manifest_path: str, datasets_root: str | None = None,
                      tracking_uri: str | None = None) -> dict[str, Any]:
     """Generate, publish and version the dataset a manifest describes.

@@ -168,9 +168,9 @@ def _log_manifest_input(client: Any, run_id: str, manifest: Manifest, requests: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dataset = mlflow.data.from_pandas(requests, name=f"{manifest.dataset}-manifest",
-                                          digest=plan_digest(manifest))
+                                          digest=plan_digest(manifest))._to_mlflow_entity()
     tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="manifest")]
-    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=tags)])
 
 
 def record_version(published: PublishedVersion, manifest: Manifest, requests: pd.DataFrame,

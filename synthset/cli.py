@@ -1,0 +1,195 @@
+"""The `synthset` command line.
+
+Exit codes: 0 success, 1 a run failed, 2 a usage error (bad manifest, unknown dataset or
+version, bad arguments), always with one line that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from synthset.errors import SynthsetError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"synthset: error: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from synthset.manifest import load_manifest
+    from synthset.plan import make_plan
+
+    manifest = load_manifest(args.manifest)
+    plan = make_plan(manifest)
+    g = manifest.generator
+    print(f"ok: {args.manifest}: dataset '{manifest.dataset}', {len(manifest.items)} items, "
+          f"{len(plan.requests)} images in {len(plan.shards)} shards; model {g.model} "
+          f"({g.pipeline}), {g.steps} steps, scheduler {g.scheduler or 'model default'}")
+    return 0
+
+
+def _ui_links(result: dict, tracking_uri: str | None) -> list[str]:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    links = []
+    ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
+    if ui:
+        links.append(f"Prefect UI:  {ui.rstrip('/')}/runs/flow-run/{result['flow_run_id']}")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith("http"):
+        from mlflow import MlflowClient
+
+        exp = MlflowClient(uri).get_run(result["mlflow_run_id"]).info.experiment_id
+        links.append(f"MLflow UI:   {uri.rstrip('/')}/#/experiments/{exp}/runs/"
+                     f"{result['mlflow_run_id']}")
+    else:
+        links.append(f"MLflow:      {uri or 'default store'} (run {result['mlflow_run_id']})")
+    return links
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from synthset.flows.generate import PROGRESS_LISTENERS, generate_dataset
+    from synthset.manifest import load_manifest
+
+    load_manifest(args.manifest)
+    if not os.environ.get("PREFECT_API_URL"):
+        print("synthset: PREFECT_API_URL is not set; Prefect will use a temporary server "
+              "(start one with `make servers`)", file=sys.stderr)
+    bar = tqdm(total=None, unit="img", desc="generating", disable=args.quiet)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    PROGRESS_LISTENERS.append(advance)
+    try:
+        result = generate_dataset(manifest_path=str(Path(args.manifest).resolve()),
+                                  datasets_root=args.datasets_root,
+                                  tracking_uri=args.tracking_uri)
+    except SynthsetError:
+        raise
+    except Exception as exc:
+        return _fail(f"run failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+    finally:
+        PROGRESS_LISTENERS.remove(advance)
+        bar.close()
+    print(f"dataset:     {result['name']}")
+    print(f"version:     v{result['version']}  ({result['images']} images, "
+          f"{result['rejected']} rejected, {result['seconds']:.1f} s)")
+    print(f"folder:      {result['path']}")
+    print(f"digest:      {result['digest']}")
+    for line in _ui_links(result, args.tracking_uri):
+        print(line)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from synthset.storage.versioning import list_datasets, list_versions
+
+    names = [args.name] if args.name else list_datasets(args.tracking_uri)
+    if not names:
+        print("no datasets yet; `synthset run MANIFEST` makes one")
+        return 0
+    print(f"{'dataset':<24} {'version':>7} {'images':>7}  {'created (UTC)':<19}  "
+          f"{'digest':<23}  aliases")
+    for name in names:
+        for v in list_versions(name, args.tracking_uri):
+            print(f"{name:<24} {'v' + str(v.version):>7} {v.images:>7}  "
+                  f"{v.created:%Y-%m-%d %H:%M:%S}  {v.digest[:23]:<23}  {', '.join(v.aliases)}")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from synthset.storage.versioning import parse_ref, set_alias
+
+    name, ref = parse_ref(args.ref)
+    if ref is None:
+        raise SynthsetError(f"{args.ref!r}: give the version to tag, as NAME@VERSION")
+    info = set_alias(name, ref, args.alias, args.tracking_uri)
+    print(f"{name}@{args.alias} -> v{info.version} ({info.digest})")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from synthset.storage.pull import pull
+    from synthset.storage.versioning import parse_ref
+
+    name, ref = parse_ref(args.ref)
+    pulled = pull(name, ref, tracking_uri=args.tracking_uri, to=args.to)
+    print(f"{pulled.name}@v{pulled.version} ({pulled.digest}, verified) in {pulled.path}")
+    return 0
+
+
+def cmd_servers(args: argparse.Namespace) -> int:
+    from synthset import servers
+
+    for service in servers.services():
+        if args.action == "start":
+            status = servers.start(service)
+        elif args.action == "stop":
+            status = servers.stop(service)
+        else:
+            status = "up" if servers.is_up(service) else "down"
+        print(f"{service.name:<8} {service.ui_url:<28} {status}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthset", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    tracking = argparse.ArgumentParser(add_help=False)
+    tracking.add_argument("--tracking-uri", default=None,
+                          help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+
+    p = add("validate", cmd_validate, "check a manifest without generating anything")
+    p.add_argument("manifest")
+    p = add("run", cmd_run, "generate, publish and version the dataset of a manifest")
+    p.add_argument("manifest")
+    p.add_argument("--datasets-root", default=None,
+                   help="folder of datasets (default: $SYNTHSET_DATASETS or ./datasets)")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p = sub.add_parser("ls", parents=[tracking], help="list datasets, versions, digests, aliases")
+    p.set_defaults(func=cmd_ls)
+    p.add_argument("name", nargs="?")
+    p = sub.add_parser("tag", parents=[tracking], help="point an alias at a version")
+    p.set_defaults(func=cmd_tag)
+    p.add_argument("ref", metavar="NAME@VERSION")
+    p.add_argument("alias")
+    p = sub.add_parser("pull", parents=[tracking], help="download and verify a version")
+    p.set_defaults(func=cmd_pull)
+    p.add_argument("ref", metavar="NAME[@VERSION|@ALIAS]")
+    p.add_argument("--to", default=None, help="target folder (default: the synthset cache)")
+    p = add("servers", cmd_servers, "start, stop or check the local Prefect and MLflow servers")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SynthsetError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted; finished shards stay in staging and a re-run resumes", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
