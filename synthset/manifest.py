@@ -132,10 +132,10 @@ def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
     return _MODELS_AT.get(key)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], at: tuple[str, ...] = ()) -> str:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
-        owner = _model_at(error["loc"][:-1])
+        owner = _model_at((*at, *error["loc"][:-1]))
         allowed = ", ".join(owner.model_fields) if owner else ""
         return f"unknown field; allowed: {allowed}" if allowed else "unknown field"
     if error["type"] == "value_error":
@@ -153,13 +153,15 @@ def _format_loc(loc: Sequence[str | int]) -> str:
     return text
 
 
-def _raise_validation(file: str, exc: ValidationError, where: str | None = None) -> None:
+def _raise_validation(file: str, exc: ValidationError, where: str | None = None,
+                      at: tuple[str, ...] = ()) -> None:
+    """Raise the first error of `exc`; `at` is where the validated model sits in a manifest."""
     error = exc.errors()[0]
     loc = list(error["loc"])
     field = str(loc.pop()) if loc and not isinstance(loc[-1], int) else None
     parts = [p for p in (where, _format_loc(loc)) if p]
     more = len(exc.errors()) - 1
-    message = _describe(error) + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    message = _describe(error, at) + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
     raise ManifestError(file, message, where=", ".join(parts) or None, field=field) from None
 
 
@@ -251,7 +253,7 @@ def _load_items_file(spec: str, base: Path, manifest_file: str) -> list[Item]:
         try:
             item = Item.model_validate(_unflatten(row))
         except ValidationError as exc:
-            _raise_validation(str(path), exc, where=label)
+            _raise_validation(str(path), exc, where=label, at=("items", "*"))
         items.append(_resolve_conditions(item, path.parent, str(path), label))
     if not items:
         raise ManifestError(str(path), "the file has no rows", field=None)

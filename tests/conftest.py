@@ -12,6 +12,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+# Prefect binds its console log handler to the stderr of the moment it first logs; set it up
+# now so the handler is not bound to a per-test stream that capsys closes afterwards.
+from prefect.logging.configuration import setup_logging  # noqa: E402
+
+setup_logging()
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:

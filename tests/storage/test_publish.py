@@ -1,0 +1,229 @@
+"""Shards in staging, assembled and published as an atomic, self-describing version folder."""
+
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from synthset.generators.shard import ShardFailed, generate_shard
+from synthset.manifest import Manifest, load_manifest
+from synthset.plan import make_plan
+from synthset.storage.digest import content_digest, version_digest
+from synthset.storage.publish import publish
+from tests.conftest import write_manifest
+
+COLUMNS = [
+    "sample_id",
+    "file_name",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "model",
+    "scheduler",
+    "steps",
+    "guidance",
+    "width",
+    "height",
+    "tags",
+    "metadata",
+    "created_at",
+]
+
+
+def plan_for(name, model, items="[{prompt: a red seven, count: 3, tags: [red, digit]}, "
+             "{prompt: a blue one, seed: 9, metadata: {source: test}}]", **generator):
+    settings = {"model": model, "steps": 2, "device": "cpu", "scheduler": "euler", **generator}
+    text = f"dataset: {name}\ngenerator: {settings}\nshard_size: 2\nitems: {items}\n"
+    manifest = load_manifest(write_manifest(Path.cwd(), text.replace("'", "")))
+    return manifest, make_plan(manifest)
+
+
+def generate_and_publish(manifest, plan):
+    reports = [generate_shard(manifest.generator, shard) for shard in plan.shards]
+    published = publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest)
+    return reports, published
+
+
+def test_a_published_version_is_a_complete_folder(tiny_model):
+    manifest, plan = plan_for("pub-layout", tiny_model)
+    _, published = generate_and_publish(manifest, plan)
+
+    assert (published.name, published.version, published.images, published.rejected) == (
+        "pub-layout",
+        1,
+        4,
+        0,
+    )
+    folder = published.path
+    assert folder == plan.layout.version_dir(1)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "images",
+        "manifest.yaml",
+        "metadata.parquet",
+        "rejected.parquet",
+    ]
+    meta = pd.read_parquet(folder / "metadata.parquet")
+    assert list(meta.columns[:2]) == ["sample_id", "file_name"]
+    assert set(COLUMNS) <= set(meta.columns)
+    assert list(meta["sample_id"]) == [r.sample_id for r in plan.requests]
+    assert list(meta["file_name"]) == [f"images/{r.sample_id}.png" for r in plan.requests]
+    assert sorted(p.name for p in (folder / "images").iterdir()) == sorted(
+        Path(f).name for f in meta["file_name"]
+    )
+    first = meta.iloc[0]
+    assert (first["prompt"], list(first["tags"])) == ("a red seven", ["red", "digit"])
+    assert (first["model"], first["scheduler"], first["steps"]) == (tiny_model, "euler", 2)
+    assert (first["width"], first["height"]) == (32, 32)
+    assert meta.iloc[3]["metadata"] == '{"source": "test"}'
+    assert meta.iloc[3]["seed"] == 9
+    with Image.open(folder / first["file_name"]) as image:
+        assert image.size == (32, 32)
+
+    rejected = pd.read_parquet(folder / "rejected.parquet")
+    assert len(rejected) == 0
+    assert {"sample_id", "reject_reason", "detail"} <= set(rejected.columns)
+
+    resolved = Manifest.model_validate(yaml.safe_load((folder / "manifest.yaml").read_text()))
+    assert resolved == manifest
+    card = (folder / "README.md").read_text()
+    assert card.startswith("# pub-layout v1\n")
+    assert published.digest in card
+    assert "| a red seven | 3 |" in card
+    assert 'synthset.pull("pub-layout", version=1)' in card
+
+
+def test_staging_is_removed_after_publish(tiny_model):
+    manifest, plan = plan_for("pub-staging", tiny_model)
+    assert len(plan.shards) == 2
+    for shard in plan.shards:
+        generate_shard(manifest.generator, shard)
+    assert all(s.done for s in plan.shards)
+    assert plan.layout.staging_dir(plan.digest).is_dir()
+
+    publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest)
+
+    assert [p.name for p in plan.layout.dataset_dir.iterdir()] == ["v1"]
+
+
+def test_a_version_loads_with_hugging_face_imagefolder(tiny_model):
+    manifest, plan = plan_for("pub-hf", tiny_model)
+    _, published = generate_and_publish(manifest, plan)
+
+    ds = datasets.load_dataset("imagefolder", data_dir=str(published.path), split="train")
+
+    assert ds.num_rows == 4
+    assert ds["prompt"] == ["a red seven"] * 3 + ["a blue one"]
+    assert ds["sample_id"] == [r.sample_id for r in plan.requests]
+    assert ds[0]["image"].size == (32, 32)
+
+
+def test_digest_is_stable_and_covers_every_image_byte(tiny_model, tmp_path):
+    manifest, plan = plan_for("pub-digest", tiny_model)
+    _, published = generate_and_publish(manifest, plan)
+    folder = published.path
+
+    assert published.digest.startswith("sha256:")
+    assert version_digest(folder) == published.digest
+    meta = pd.read_parquet(folder / "metadata.parquet")
+    pairs = list(zip(meta["sample_id"], meta["file_name"], strict=True))
+    assert content_digest(folder, reversed(pairs)) == published.digest
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    assert version_digest(copy) == published.digest
+
+    image = copy / meta["file_name"][2]
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    image.write_bytes(bytes(data))
+    assert version_digest(copy) != published.digest
+    assert version_digest(folder) == published.digest
+
+
+def test_a_second_publish_gets_the_next_version(tiny_model):
+    manifest, plan = plan_for("pub-v2", tiny_model)
+    _, first = generate_and_publish(manifest, plan)
+    before = sorted(p.name for p in (first.path / "images").iterdir())
+
+    reports, second = generate_and_publish(manifest, plan)
+
+    assert not any(r.skipped for r in reports)
+    assert (first.version, second.version) == (1, 2)
+    assert second.path == plan.layout.version_dir(2)
+    assert second.digest == first.digest
+    assert "# pub-v2 v2" in (second.path / "README.md").read_text()
+    assert sorted(p.name for p in (first.path / "images").iterdir()) == before
+    assert plan.layout.versions() == [1, 2]
+
+
+def test_first_version_is_respected(tiny_model):
+    manifest, plan = plan_for("pub-first", tiny_model)
+    for shard in plan.shards:
+        generate_shard(manifest.generator, shard)
+    published = publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest, 5)
+    assert published.version == 5
+    assert published.path.name == "v5"
+
+
+def test_done_shards_are_skipped(tiny_model):
+    manifest, plan = plan_for("pub-resume", tiny_model)
+    first = generate_shard(manifest.generator, plan.shards[0])
+    marker = plan.shards[0].folder / "_DONE"
+    stamp = marker.stat().st_mtime_ns
+
+    reports = [generate_shard(manifest.generator, shard) for shard in plan.shards]
+
+    assert (first.images, first.errors, first.skipped) == (2, 0, False)
+    assert [(r.skipped, r.images) for r in reports] == [(True, 0), (False, 2)]
+    assert marker.stat().st_mtime_ns == stamp
+    again = make_plan(manifest)
+    assert [s.id for s in again.shards] == [s.id for s in plan.shards]
+    assert all(s.done for s in again.shards)
+
+
+def test_failed_generations_are_published_as_rejected_rows(tiny_model):
+    Image.new("RGB", (32, 32), (200, 40, 40)).save("good.png")
+    Path("broken.png").write_bytes(b"not an image at all")
+    manifest, plan = plan_for(
+        "pub-rejected",
+        tiny_model,
+        items="[{prompt: a red seven, count: 2, conditions: {image: good.png}}, "
+        "{prompt: a broken one, conditions: {image: broken.png}}]",
+        pipeline="img2img",
+        strength=0.5,
+    )
+
+    reports, published = generate_and_publish(manifest, plan)
+
+    assert [(r.images, r.errors) for r in reports] == [(2, 0), (0, 1)] or sum(
+        r.errors for r in reports
+    ) == 1
+    assert (published.images, published.rejected) == (2, 1)
+    kept = pd.read_parquet(published.path / "metadata.parquet")
+    assert list(kept["prompt"]) == ["a red seven", "a red seven"]
+    rejected = pd.read_parquet(published.path / "rejected.parquet")
+    row = rejected.iloc[0]
+    assert (row["prompt"], row["reject_reason"]) == ("a broken one", "generation_failed")
+    assert "UnidentifiedImageError" in row["detail"]
+    assert row["file_name"] is None or pd.isna(row["file_name"])
+    assert len(os.listdir(published.path / "images")) == 2
+    ds = datasets.load_dataset("imagefolder", data_dir=str(published.path), split="train")
+    assert ds.num_rows == 2
+
+
+def test_a_shard_where_every_image_fails_raises_and_is_not_marked_done(tiny_model):
+    Path("broken.png").write_bytes(b"not an image at all")
+    manifest, plan = plan_for(
+        "pub-allfail",
+        tiny_model,
+        items="[{prompt: x, count: 2, conditions: {image: broken.png}}]",
+        pipeline="img2img",
+    )
+
+    with pytest.raises(ShardFailed, match="all 2 images failed; first error: Unidentified"):
+        generate_shard(manifest.generator, plan.shards[0])
+    assert not plan.shards[0].done

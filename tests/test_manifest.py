@@ -1,0 +1,395 @@
+"""Manifest loading, validation at the edge and deterministic expansion into requests."""
+
+import json
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from synthset.errors import ManifestError
+from synthset.manifest import Manifest, expand, load_manifest
+from tests.conftest import write_manifest
+
+SIMPLE = """\
+dataset: digits
+description: red and blue digits
+generator:
+  steps: 4
+  scheduler: euler
+  batch_size: 2
+shard_size: 3
+items:
+  - prompt: a red seven
+    count: 2
+    seed: 42
+    tags: "digit; red ;"
+    metadata: {source: inline}
+  - prompt: a blue one
+    negative_prompt: blurry
+"""
+
+
+def load_error(path) -> str:
+    """The message of the ManifestError that loading `path` raises (always one line)."""
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def make_manifest(generator=None, items=None) -> Manifest:
+    items = items or [{"prompt": "a red seven", "count": 3}, {"prompt": "a cat", "seed": 7}]
+    return Manifest.model_validate(
+        {"dataset": "det", "generator": generator or {"steps": 4}, "items": items}
+    )
+
+
+def ids(manifest: Manifest, **kwargs) -> list[str]:
+    return [r.sample_id for r in expand(manifest, **kwargs)]
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def test_yaml_manifest_loads(tmp_path):
+    manifest = load_manifest(write_manifest(tmp_path, SIMPLE))
+
+    assert manifest.dataset == "digits"
+    assert manifest.generator.steps == 4
+    assert manifest.generator.scheduler == "euler"
+    assert manifest.shard_size == 3
+    red, blue = manifest.items
+    assert (red.prompt, red.count, red.seed) == ("a red seven", 2, 42)
+    assert red.tags == ["digit", "red"]
+    assert red.metadata == {"source": "inline"}
+    assert (blue.count, blue.seed, blue.negative_prompt) == (1, None, "blurry")
+
+
+def test_json_manifest_loads_like_the_same_yaml(tmp_path):
+    from_yaml = load_manifest(write_manifest(tmp_path, SIMPLE))
+    import yaml
+
+    as_json = json.dumps(yaml.safe_load(SIMPLE))
+    from_json = load_manifest(write_manifest(tmp_path, as_json, name="manifest.json"))
+
+    assert from_json == from_yaml
+    assert ids(from_json) == ids(from_yaml)
+
+
+def test_items_from_csv_jsonl_and_parquet_are_appended_in_order(tmp_path):
+    (tmp_path / "items.csv").write_text(
+        "prompt,count,seed,tags,metadata.source,metadata.split\n"
+        "csv one,2,7,a;b; c ,web,train\n"
+        "csv two,,,,,\n"
+    )
+    (tmp_path / "items.jsonl").write_text(
+        '{"prompt": "jsonl one", "tags": ["t"], "metadata": {"k": 1}}\n'
+        "\n"
+        '{"prompt": "jsonl two", "count": 2}\n'
+    )
+    pd.DataFrame(
+        {
+            "prompt": ["parquet one", "parquet two"],
+            "count": [2, 1],
+            "seed": [5, None],
+            "tags": [["x", "y"], []],
+            "metadata.source": ["lab", None],
+        }
+    ).to_parquet(tmp_path / "items.parquet")
+    path = write_manifest(
+        tmp_path,
+        "dataset: mixed\n"
+        "items: [{prompt: inline}]\n"
+        "items_from: [items.csv, items.jsonl, items.parquet]\n",
+    )
+
+    manifest = load_manifest(path)
+
+    assert [i.prompt for i in manifest.items] == [
+        "inline",
+        "csv one",
+        "csv two",
+        "jsonl one",
+        "jsonl two",
+        "parquet one",
+        "parquet two",
+    ]
+    by_prompt = {i.prompt: i for i in manifest.items}
+    csv_one = by_prompt["csv one"]
+    assert (csv_one.count, csv_one.seed, csv_one.tags) == (2, 7, ["a", "b", "c"])
+    assert csv_one.metadata == {"source": "web", "split": "train"}
+    assert by_prompt["csv two"].model_dump(exclude={"prompt"}) == by_prompt["inline"].model_dump(
+        exclude={"prompt"}
+    )
+    assert by_prompt["jsonl one"].metadata == {"k": 1}
+    assert by_prompt["jsonl two"].count == 2
+    assert by_prompt["parquet one"].tags == ["x", "y"]
+    assert (by_prompt["parquet one"].seed, by_prompt["parquet two"].seed) == (5, None)
+    assert by_prompt["parquet one"].metadata == {"source": "lab"}
+    assert manifest.items_from == []
+    assert len(expand(manifest)) == 1 + 3 + 3 + 3
+
+
+def test_items_from_a_single_string(tmp_path):
+    (tmp_path / "items.jsonl").write_text('{"prompt": "only"}\n')
+    manifest = load_manifest(write_manifest(tmp_path, "dataset: one\nitems_from: items.jsonl\n"))
+    assert [i.prompt for i in manifest.items] == ["only"]
+
+
+def test_condition_paths_become_absolute_relative_to_the_manifest(tmp_path):
+    (tmp_path / "conds").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "conds" / "a.png")
+    Image.new("L", (8, 8)).save(tmp_path / "conds" / "m.png")
+    sub = tmp_path / "manifests"
+    sub.mkdir()
+    path = write_manifest(
+        sub,
+        "dataset: inp\ngenerator: {pipeline: inpaint}\n"
+        "items: [{prompt: x, conditions: {image: ../conds/a.png, mask: ../conds/m.png}}]\n",
+    )
+
+    (request,) = expand(load_manifest(path))
+
+    assert request.image == str(tmp_path / "conds" / "a.png")
+    assert request.mask == str(tmp_path / "conds" / "m.png")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+BAD_MANIFESTS = {
+    "unknown scheduler": (
+        "dataset: d\ngenerator: {scheduler: karras}\nitems: [{prompt: x}]\n",
+        [
+            "generator",
+            "field 'scheduler'",
+            "'karras'",
+            "allowed: ddpm, ddim, pndm, euler, euler_a, dpmpp",
+        ],
+    ),
+    "unknown generator field": (
+        "dataset: d\ngenerator: {colour: red}\nitems: [{prompt: x}]\n",
+        ["generator", "field 'colour'", "unknown field", "allowed: model, pipeline, scheduler"],
+    ),
+    "unknown item field": (
+        "dataset: d\nitems: [{prompt: x}, {prompt: y, prompts: z}]\n",
+        ["items[1]", "field 'prompts'", "unknown field", "allowed: prompt, negative_prompt"],
+    ),
+    "unknown top-level field": (
+        "dataset: d\nitem: [{prompt: x}]\n",
+        ["field 'item'", "unknown field", "allowed: dataset, description, generator"],
+    ),
+    "count 0": (
+        "dataset: d\nitems: [{prompt: x, count: 0}]\n",
+        ["items[0]", "field 'count'", "greater than or equal to 1", "(got 0)"],
+    ),
+    "bad dataset name": (
+        "dataset: My Dataset\nitems: [{prompt: x}]\n",
+        ["field 'dataset'", "pattern", "'My Dataset'"],
+    ),
+    "missing dataset": (
+        "items: [{prompt: x}]\n",
+        ["field 'dataset'", "Field required"],
+    ),
+    "invalid YAML": (
+        "dataset: d\nitems:\n  - prompt: x\n  count: [\n",
+        ["line 4", "invalid YAML"],
+    ),
+    "not a mapping": (
+        "- prompt: x\n",
+        ["must be a mapping", "'dataset'"],
+    ),
+    "missing condition file": (
+        "dataset: d\ngenerator: {pipeline: img2img}\n"
+        "items: [{prompt: x, conditions: {image: nowhere.png}}]\n",
+        ["items[0].conditions", "field 'image'", "no such file: nowhere.png"],
+    ),
+    "img2img without an image": (
+        "dataset: d\ngenerator: {pipeline: img2img}\nitems: [{prompt: x}]\n",
+        ["items[0].conditions", "field 'image'", "pipeline 'img2img' needs a condition 'image'"],
+    ),
+    "text2img with a condition": (
+        "dataset: d\nitems: [{prompt: x, conditions: {image: cond.png}}]\n",
+        ["items[0].conditions", "field 'image'", "takes no condition 'image'", "img2img"],
+    ),
+    "inpaint without a mask": (
+        "dataset: d\ngenerator: {pipeline: inpaint}\n"
+        "items: [{prompt: x, conditions: {image: cond.png}}]\n",
+        ["items[0].conditions", "field 'mask'", "needs a condition 'mask'"],
+    ),
+    "duplicate items": (
+        "dataset: d\nitems: [{prompt: x, seed: 1}, {prompt: y}, {prompt: x, seed: 1}]\n",
+        ["items[2]", "repeats items[0]", "change its seed or merge the counts"],
+    ),
+    "empty items": (
+        "dataset: d\nitems: []\n",
+        ["field 'items'", "no items", "give 'items' or 'items_from'"],
+    ),
+    "unknown items_from suffix": (
+        "dataset: d\nitems_from: items.xlsx\n",
+        ["field 'items_from'", "'items.xlsx'", "allowed: .csv, .jsonl, .parquet"],
+    ),
+    "missing items_from file": (
+        "dataset: d\nitems_from: [missing.csv]\n",
+        ["field 'items_from'", "no such file: missing.csv"],
+    ),
+    "missing model folder": (
+        "dataset: d\ngenerator: {model: ./models/none}\nitems: [{prompt: x}]\n",
+        ["generator", "field 'model'", "no such model folder: ./models/none"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MANIFESTS, ids=list(BAD_MANIFESTS))
+def test_bad_manifest_raises_one_line_error_naming_file_place_and_fix(tmp_path, case):
+    Image.new("RGB", (8, 8)).save(tmp_path / "cond.png")
+    text, expected = BAD_MANIFESTS[case]
+    path = write_manifest(tmp_path, text)
+
+    message = load_error(path)
+
+    assert message.startswith(f"{path}: ")
+    for part in expected:
+        assert part in message
+
+
+def test_invalid_json_names_the_line(tmp_path):
+    path = write_manifest(tmp_path, '{"dataset": "d",\n "items": [}', name="manifest.json")
+    message = load_error(path)
+    assert message.startswith(f"{path}: line 2: invalid JSON")
+
+
+def test_missing_manifest_file(tmp_path):
+    message = load_error(tmp_path / "nope.yaml")
+    assert message == f"{tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = write_manifest(
+        tmp_path, "dataset: !!python/object/apply:os.mkdir ['pwned']\nitems: [{prompt: x}]\n"
+    )
+    message = load_error(path)
+    assert "line 1: invalid YAML" in message
+    assert "python/object" in message
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_csv_row_with_bad_count_names_row_and_line(tmp_path):
+    (tmp_path / "items.csv").write_text("prompt,count\nok,2\nbad,two\n")
+    path = write_manifest(tmp_path, "dataset: d\nitems_from: items.csv\n")
+
+    message = load_error(path)
+
+    assert message.startswith(f"{tmp_path / 'items.csv'}: row 2 (line 3): field 'count': ")
+    assert "valid integer" in message
+    assert "(got 'two')" in message
+
+
+def test_csv_row_with_unknown_column_lists_allowed_fields(tmp_path):
+    (tmp_path / "items.csv").write_text("prompt,colour\nx,red\n")
+    path = write_manifest(tmp_path, "dataset: d\nitems_from: items.csv\n")
+    message = load_error(path)
+    assert "row 1 (line 2): field 'colour': unknown field; allowed: prompt" in message
+
+
+def test_jsonl_errors_name_the_line(tmp_path):
+    (tmp_path / "items.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b", "count": -1}\n')
+    path = write_manifest(tmp_path, "dataset: d\nitems_from: items.jsonl\n")
+    assert f"{tmp_path / 'items.jsonl'}: line 2: field 'count'" in load_error(path)
+
+    (tmp_path / "items.jsonl").write_text('{"prompt": "a"}\n\n{"prompt": \n')
+    assert f"{tmp_path / 'items.jsonl'}: line 3: invalid JSON" in load_error(path)
+
+
+def test_parquet_row_errors_name_the_row(tmp_path):
+    pd.DataFrame({"prompt": ["a", ""]}).to_parquet(tmp_path / "items.parquet")
+    path = write_manifest(tmp_path, "dataset: d\nitems_from: items.parquet\n")
+    assert f"{tmp_path / 'items.parquet'}: row 2: field 'prompt'" in load_error(path)
+
+
+def test_condition_file_missing_in_items_file_names_the_row(tmp_path):
+    (tmp_path / "items.csv").write_text("prompt,conditions.image\nx,missing.png\n")
+    path = write_manifest(
+        tmp_path, "dataset: d\ngenerator: {pipeline: img2img}\nitems_from: items.csv\n"
+    )
+    message = load_error(path)
+    assert "row 1 (line 2).conditions: field 'image': no such file: missing.png" in message
+
+
+# --- expansion and determinism --------------------------------------------------------------
+
+
+def test_same_manifest_gives_same_ids_and_seeds(tmp_path):
+    path = write_manifest(tmp_path, SIMPLE)
+    first, second = expand(load_manifest(path)), expand(load_manifest(path))
+
+    assert [(r.sample_id, r.seed) for r in first] == [(r.sample_id, r.seed) for r in second]
+    assert len({r.sample_id for r in first}) == len(first) == 3
+    assert [(r.item_index, r.index) for r in first] == [(0, 0), (0, 1), (1, 0)]
+    assert [r.seed for r in first[:2]] == [42, 43]
+    assert first[0].tags == ("digit", "red")
+    assert first[0].metadata == {"source": "inline"}
+
+
+def test_items_without_a_seed_get_a_stable_derived_seed():
+    a, b = expand(make_manifest()), expand(make_manifest())
+    derived = [r.seed for r in a if r.item_index == 0]
+
+    assert derived == [r.seed for r in b if r.item_index == 0]
+    assert derived == [derived[0], derived[0] + 1, derived[0] + 2]
+    assert 0 <= derived[0] < 2**31
+    other = make_manifest(items=[{"prompt": "a green seven", "count": 3}])
+    assert expand(other)[0].seed != derived[0]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"steps": 5}, {"model": "someone/other-model"}, {"guidance_scale": 3.0}, {"scheduler": "ddim"}],
+    ids=lambda c: next(iter(c)),
+)
+def test_settings_that_shape_images_change_the_ids(change):
+    assert set(ids(make_manifest({"steps": 4, **change}))).isdisjoint(
+        ids(make_manifest({"steps": 4}))
+    )
+
+
+@pytest.mark.parametrize("change", [{"batch_size": 1}, {"device": "cpu"}])
+def test_batch_size_and_device_do_not_change_the_ids(change):
+    assert ids(make_manifest({"steps": 4, **change})) == ids(make_manifest({"steps": 4}))
+
+
+def test_changing_a_prompt_changes_only_that_items_ids():
+    before = expand(make_manifest())
+    after = expand(make_manifest(items=[{"prompt": "a red 7", "count": 3}, {"prompt": "a cat", "seed": 7}]))
+
+    assert {r.sample_id for r in before[:3]}.isdisjoint(r.sample_id for r in after[:3])
+    assert before[3].sample_id == after[3].sample_id
+
+
+def test_condition_image_content_is_part_of_the_id(tmp_path):
+    image = tmp_path / "cond.png"
+    path = write_manifest(
+        tmp_path,
+        "dataset: d\ngenerator: {pipeline: img2img}\n"
+        "items: [{prompt: x, conditions: {image: cond.png}}]\n",
+    )
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(image)
+    red = ids(load_manifest(path))
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(image)
+    blue = ids(load_manifest(path))
+    assert red != blue
+
+
+def test_extra_images_get_new_indices_and_fresh_seeds():
+    manifest = make_manifest()
+    base = expand(manifest)
+    more = expand(manifest, extra={0: 2})
+
+    assert [r.sample_id for r in more if r.item_index == 1] == [base[3].sample_id]
+    first = [r for r in more if r.item_index == 0]
+    assert [r.index for r in first] == [0, 1, 2, 3, 4]
+    assert [r.sample_id for r in first[:3]] == [r.sample_id for r in base[:3]]
+    new = first[3:]
+    assert not {r.seed for r in new} & {r.seed for r in base}
+    assert not {r.sample_id for r in new} & {r.sample_id for r in base}
+    assert len({r.sample_id for r in more}) == len(more) == 6
