@@ -161,7 +161,9 @@ def _raise_validation(file: str, exc: ValidationError, where: str | None = None,
     field = str(loc.pop()) if loc and not isinstance(loc[-1], int) else None
     parts = [p for p in (where, _format_loc(loc)) if p]
     more = len(exc.errors()) - 1
-    message = _describe(error, at) + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    message = _describe(error, at)
+    if more:
+        message += f" (and {more} more problem{'s' * (more > 1)})"
     raise ManifestError(file, message, where=", ".join(parts) or None, field=field) from None
 
 
@@ -181,14 +183,18 @@ def _read_structured(path: Path) -> Any:
         raise ManifestError(str(path), f"invalid YAML: {problem}", where=where) from None
 
 
-def _unflatten(row: dict[str, Any]) -> dict[str, Any]:
+def _unflatten(row: dict[str, Any], file: str, where: str) -> dict[str, Any]:
     """`{"metadata.source": "x"}` → `{"metadata": {"source": "x"}}`; empty cells are absent."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         if value is None or value == "" or (isinstance(value, float) and value != value):
             continue
         if isinstance(value, str) and key in ("metadata", "tags") and value[:1] in "[{":
-            value = json.loads(value)
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(file, f"invalid JSON: {exc.msg}", where=where,
+                                    field=key) from None
         head, _, rest = str(key).partition(".")
         if rest:
             out.setdefault(head, {})[rest] = value
@@ -251,7 +257,7 @@ def _load_items_file(spec: str, base: Path, manifest_file: str) -> list[Item]:
     items = []
     for label, row in _item_rows(path):
         try:
-            item = Item.model_validate(_unflatten(row))
+            item = Item.model_validate(_unflatten(row, str(path), label))
         except ValidationError as exc:
             _raise_validation(str(path), exc, where=label, at=("items", "*"))
         items.append(_resolve_conditions(item, path.parent, str(path), label))

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from synthset.errors import ManifestError
@@ -68,8 +69,6 @@ def test_yaml_manifest_loads(tmp_path):
 
 def test_json_manifest_loads_like_the_same_yaml(tmp_path):
     from_yaml = load_manifest(write_manifest(tmp_path, SIMPLE))
-    import yaml
-
     as_json = json.dumps(yaml.safe_load(SIMPLE))
     from_json = load_manifest(write_manifest(tmp_path, as_json, name="manifest.json"))
 
@@ -285,6 +284,20 @@ def test_csv_row_with_bad_count_names_row_and_line(tmp_path):
     assert "(got 'two')" in message
 
 
+def test_csv_cells_may_hold_json_tags_and_metadata(tmp_path):
+    (tmp_path / "items.csv").write_text(
+        'prompt,tags,metadata\nx,"[""a"", ""b c""]","{""n"": 1, ""ok"": true}"\n'
+    )
+    path = write_manifest(tmp_path, "dataset: d\nitems_from: items.csv\n")
+    (item,) = load_manifest(path).items
+    assert (item.tags, item.metadata) == (["a", "b c"], {"n": 1, "ok": True})
+
+    (tmp_path / "items.csv").write_text('prompt,tags\nx,"[""a"", oops]"\n')
+    message = load_error(path)
+    assert message.startswith(f"{tmp_path / 'items.csv'}: row 1 (line 2): field 'tags': ")
+    assert "invalid JSON" in message
+
+
 def test_csv_row_with_unknown_column_lists_allowed_fields(tmp_path):
     (tmp_path / "items.csv").write_text("prompt,colour\nx,red\n")
     path = write_manifest(tmp_path, "dataset: d\nitems_from: items.csv\n")
@@ -344,7 +357,12 @@ def test_items_without_a_seed_get_a_stable_derived_seed():
 
 @pytest.mark.parametrize(
     "change",
-    [{"steps": 5}, {"model": "someone/other-model"}, {"guidance_scale": 3.0}, {"scheduler": "ddim"}],
+    [
+        {"steps": 5},
+        {"model": "someone/other-model"},
+        {"guidance_scale": 3.0},
+        {"scheduler": "ddim"},
+    ],
     ids=lambda c: next(iter(c)),
 )
 def test_settings_that_shape_images_change_the_ids(change):
@@ -360,7 +378,9 @@ def test_batch_size_and_device_do_not_change_the_ids(change):
 
 def test_changing_a_prompt_changes_only_that_items_ids():
     before = expand(make_manifest())
-    after = expand(make_manifest(items=[{"prompt": "a red 7", "count": 3}, {"prompt": "a cat", "seed": 7}]))
+    after = expand(
+        make_manifest(items=[{"prompt": "a red 7", "count": 3}, {"prompt": "a cat", "seed": 7}])
+    )
 
     assert {r.sample_id for r in before[:3]}.isdisjoint(r.sample_id for r in after[:3])
     assert before[3].sample_id == after[3].sample_id

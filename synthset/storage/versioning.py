@@ -175,7 +175,7 @@ def _log_manifest_input(client: Any, run_id: str, manifest: Manifest, requests: 
 
 def record_version(published: PublishedVersion, manifest: Manifest, requests: pd.DataFrame,
                    metrics: Mapping[str, float], tracking_uri: str | None = None) -> str:
-    """Record a published version as a finished MLflow run and move `latest` to it.
+    """Record a published version as a finished MLflow run; `latest` moves to the highest version.
 
     The run carries the version tags only once its artifacts are uploaded, so a run that
     failed half-way is never mistaken for a version. Returns the run id.
@@ -203,5 +203,6 @@ def record_version(published: PublishedVersion, manifest: Manifest, requests: pd
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
-    client.set_experiment_tag(exp.experiment_id, ALIAS_PREFIX + LATEST, str(published.version))
+    latest = max(v.version for v in list_versions(published.name, tracking_uri))
+    client.set_experiment_tag(exp.experiment_id, ALIAS_PREFIX + LATEST, str(latest))
     return run_id
