@@ -1,0 +1,1 @@
+"""The embedded default models (tiny text-to-image, tiny CLIP, digit judge) and their training."""
