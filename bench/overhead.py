@@ -27,10 +27,18 @@ from synthset import servers
 from synthset.manifest import GeneratorConfig, load_manifest
 from synthset.plan import make_plan
 
-PROMPTS = ["a handwritten zero", "a red one on a white background", "the digit 2",
-           "a blue three on a yellow background", "a handwritten four", "the number five",
-           "a green six on a black background", "a handwritten seven", "the digit 8",
-           "a white nine on a blue background"]
+PROMPTS = [
+    "a handwritten zero",
+    "a red one on a white background",
+    "the digit 2",
+    "a blue three on a yellow background",
+    "a handwritten four",
+    "the number five",
+    "a green six on a black background",
+    "a handwritten seven",
+    "the digit 8",
+    "a white nine on a blue background",
+]
 
 PLAIN_LOOP = r"""
 import json, sys, time
@@ -59,11 +67,17 @@ print(n)
 
 def _manifest(folder: Path, images: int, generator: dict) -> Path:
     per_prompt, extra = divmod(images, len(PROMPTS))
-    items = [{"prompt": p, "count": per_prompt + (i < extra), "seed": 1000 * i}
-             for i, p in enumerate(PROMPTS) if per_prompt + (i < extra)]
+    items = [
+        {"prompt": p, "count": per_prompt + (i < extra), "seed": 1000 * i}
+        for i, p in enumerate(PROMPTS)
+        if per_prompt + (i < extra)
+    ]
     path = folder / "bench.yaml"
-    path.write_text(yaml.safe_dump({"dataset": "bench-overhead", "generator": generator,
-                                    "shard_size": 64, "items": items}))
+    path.write_text(
+        yaml.safe_dump(
+            {"dataset": "bench-overhead", "generator": generator, "shard_size": 64, "items": items}
+        )
+    )
     return path
 
 
@@ -72,7 +86,9 @@ def _timed(cmd: list[str], env: dict[str, str]) -> float:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd[:3])} ...\n{proc.stderr[-2000:]}")
+        sys.exit(
+            f"command failed ({proc.returncode}): {' '.join(cmd[:3])} ...\n{proc.stderr[-2000:]}"
+        )
     return seconds
 
 
@@ -95,20 +111,35 @@ def main() -> None:
         generator = defaults.model_dump(exclude_defaults=False, exclude={"height", "width"})
         manifest_path = _manifest(folder, args.images, generator)
         plan = make_plan(load_manifest(manifest_path), folder / "unused")
-        spec = {"model": defaults.model, "scheduler": defaults.scheduler,
-                "steps": defaults.steps, "guidance": defaults.guidance_scale,
-                "batch_size": defaults.batch_size,
-                "requests": [{"prompt": r.prompt, "seed": r.seed} for r in plan.requests]}
+        spec = {
+            "model": defaults.model,
+            "scheduler": defaults.scheduler,
+            "steps": defaults.steps,
+            "guidance": defaults.guidance_scale,
+            "batch_size": defaults.batch_size,
+            "requests": [{"prompt": r.prompt, "seed": r.seed} for r in plan.requests],
+        }
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         plain, synthset_run = [], []
         for repeat in range(args.repeats):
             plain.append(_timed([sys.executable, "-c", PLAIN_LOOP, json.dumps(spec)], env))
             run_env = {**env, "SYNTHSET_DATASETS": str(folder / f"datasets-{repeat}")}
-            synthset_run.append(_timed([str(Path(sys.executable).parent / "synthset"), "run",
-                                        str(manifest_path), "--quiet"], run_env))
+            synthset_run.append(
+                _timed(
+                    [
+                        str(Path(sys.executable).parent / "synthset"),
+                        "run",
+                        str(manifest_path),
+                        "--quiet",
+                    ],
+                    run_env,
+                )
+            )
     best_plain, best_run = min(plain), min(synthset_run)
-    print(f"images: {args.images}, model: {args.model}, steps: {defaults.steps}, "
-          f"batch size: {args.batch_size}, repeats: {args.repeats} (best of)")
+    print(
+        f"images: {args.images}, model: {args.model}, steps: {defaults.steps}, "
+        f"batch size: {args.batch_size}, repeats: {args.repeats} (best of)"
+    )
     print(f"plain diffusers loop: {best_plain:8.2f} s  ({args.images / best_plain:.2f} images/s)")
     print(f"synthset run:         {best_run:8.2f} s  ({args.images / best_run:.2f} images/s)")
     print(f"ratio synthset/plain: {best_run / best_plain:8.3f}  (target ≤ 1.10)")

@@ -4,5 +4,11 @@ from synthset.errors import DatasetNotFound, DigestMismatch, ManifestError, Synt
 from synthset.storage.pull import PulledDataset, pull
 
 __version__ = "0.1.0"
-__all__ = ["DatasetNotFound", "DigestMismatch", "ManifestError", "PulledDataset", "SynthsetError",
-           "pull"]
+__all__ = [
+    "DatasetNotFound",
+    "DigestMismatch",
+    "ManifestError",
+    "PulledDataset",
+    "SynthsetError",
+    "pull",
+]

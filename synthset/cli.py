@@ -30,9 +30,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
     plan = make_plan(manifest)
     g = manifest.generator
-    print(f"ok: {args.manifest}: dataset '{manifest.dataset}', {len(manifest.items)} items, "
-          f"{len(plan.requests)} images in {len(plan.shards)} shards; model {g.model} "
-          f"({g.pipeline}), {g.steps} steps, scheduler {g.scheduler or 'model default'}")
+    print(
+        f"ok: {args.manifest}: dataset '{manifest.dataset}', {len(manifest.items)} items, "
+        f"{len(plan.requests)} images in {len(plan.shards)} shards; model {g.model} "
+        f"({g.pipeline}), {g.steps} steps, scheduler {g.scheduler or 'model default'}"
+    )
     return 0
 
 
@@ -48,8 +50,9 @@ def _ui_links(result: dict, tracking_uri: str | None) -> list[str]:
         from mlflow import MlflowClient
 
         exp = MlflowClient(uri).get_run(result["mlflow_run_id"]).info.experiment_id
-        links.append(f"MLflow UI:   {uri.rstrip('/')}/#/experiments/{exp}/runs/"
-                     f"{result['mlflow_run_id']}")
+        links.append(
+            f"MLflow UI:   {uri.rstrip('/')}/#/experiments/{exp}/runs/{result['mlflow_run_id']}"
+        )
     else:
         links.append(f"MLflow:      {uri or 'default store'} (run {result['mlflow_run_id']})")
     return links
@@ -63,8 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     load_manifest(args.manifest)
     if not os.environ.get("PREFECT_API_URL"):
-        print("synthset: PREFECT_API_URL is not set; Prefect will use a temporary server "
-              "(start one with `make servers`)", file=sys.stderr)
+        print(
+            "synthset: PREFECT_API_URL is not set; Prefect will use a temporary server "
+            "(start one with `make servers`)",
+            file=sys.stderr,
+        )
     bar = tqdm(total=None, unit="img", desc="generating", disable=args.quiet)
 
     def advance(done: int, total: int) -> None:
@@ -73,9 +79,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     PROGRESS_LISTENERS.append(advance)
     try:
-        result = generate_dataset(manifest_path=str(Path(args.manifest).resolve()),
-                                  datasets_root=args.datasets_root,
-                                  tracking_uri=args.tracking_uri)
+        result = generate_dataset(
+            manifest_path=str(Path(args.manifest).resolve()),
+            datasets_root=args.datasets_root,
+            tracking_uri=args.tracking_uri,
+        )
     except SynthsetError:
         raise
     except Exception as exc:
@@ -84,8 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         PROGRESS_LISTENERS.remove(advance)
         bar.close()
     print(f"dataset:     {result['name']}")
-    print(f"version:     v{result['version']}  ({result['images']} images, "
-          f"{result['rejected']} rejected, {result['seconds']:.1f} s)")
+    print(
+        f"version:     v{result['version']}  ({result['images']} images, "
+        f"{result['rejected']} rejected, {result['seconds']:.1f} s)"
+    )
     print(f"folder:      {result['path']}")
     print(f"digest:      {result['digest']}")
     for line in _ui_links(result, args.tracking_uri):
@@ -100,12 +110,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not names:
         print("no datasets yet; `synthset run MANIFEST` makes one")
         return 0
-    print(f"{'dataset':<24} {'version':>7} {'images':>7}  {'created (UTC)':<19}  "
-          f"{'digest':<23}  aliases")
+    print(
+        f"{'dataset':<24} {'version':>7} {'images':>7}  {'created (UTC)':<19}  "
+        f"{'digest':<23}  aliases"
+    )
     for name in names:
         for v in list_versions(name, args.tracking_uri):
-            print(f"{name:<24} {'v' + str(v.version):>7} {v.images:>7}  "
-                  f"{v.created:%Y-%m-%d %H:%M:%S}  {v.digest[:23]:<23}  {', '.join(v.aliases)}")
+            print(
+                f"{name:<24} {'v' + str(v.version):>7} {v.images:>7}  "
+                f"{v.created:%Y-%m-%d %H:%M:%S}  {v.digest[:23]:<23}  {', '.join(v.aliases)}"
+            )
     return 0
 
 
@@ -154,15 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     tracking = argparse.ArgumentParser(add_help=False)
-    tracking.add_argument("--tracking-uri", default=None,
-                          help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    tracking.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)"
+    )
 
     p = add("validate", cmd_validate, "check a manifest without generating anything")
     p.add_argument("manifest")
     p = add("run", cmd_run, "generate, publish and version the dataset of a manifest")
     p.add_argument("manifest")
-    p.add_argument("--datasets-root", default=None,
-                   help="folder of datasets (default: $SYNTHSET_DATASETS or ./datasets)")
+    p.add_argument(
+        "--datasets-root",
+        default=None,
+        help="folder of datasets (default: $SYNTHSET_DATASETS or ./datasets)",
+    )
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("ls", parents=[tracking], help="list datasets, versions, digests, aliases")

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from synthset.errors import ManifestError
 from synthset.generators.schedulers import SCHEDULERS
@@ -49,9 +56,34 @@ class GeneratorConfig(BaseModel):
             raise ValueError(f"{name!r} is not a scheduler; allowed: {', '.join(SCHEDULERS)}")
         return name
 
+    @model_validator(mode="after")
+    def _steps_survive_strength(self) -> GeneratorConfig:
+        if self.pipeline != "text2img" and int(self.steps * self.strength) < 1:
+            raise ValueError(
+                f"{self.pipeline} runs int(steps × strength) denoising steps, here "
+                f"int({self.steps} × {self.strength}) = 0; raise steps or strength"
+            )
+        return self
+
     def identity(self) -> dict[str, Any]:
-        """The settings that change what an image looks like (not batch size or device)."""
-        return self.model_dump(exclude={"batch_size", "device"})
+        """The settings that change what an image looks like (not batch size or device).
+
+        A local model folder stands for its configs and weight file sizes, not its path, so
+        moving a checkout keeps sample ids.
+        """
+        settings = self.model_dump(exclude={"batch_size", "device"})
+        if Path(self.model).is_dir():
+            settings["model"] = _folder_identity(Path(self.model))
+        return settings
+
+
+def _folder_identity(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        h.update(rel.encode() + b"\0")
+        h.update(path.read_bytes() if path.suffix == ".json" else str(path.stat().st_size).encode())
+    return "folder:" + h.hexdigest()[:16]
 
 
 class Conditions(BaseModel):
@@ -153,8 +185,9 @@ def _format_loc(loc: Sequence[str | int]) -> str:
     return text
 
 
-def _raise_validation(file: str, exc: ValidationError, where: str | None = None,
-                      at: tuple[str, ...] = ()) -> None:
+def _raise_validation(
+    file: str, exc: ValidationError, where: str | None = None, at: tuple[str, ...] = ()
+) -> None:
     """Raise the first error of `exc`; `at` is where the validated model sits in a manifest."""
     error = exc.errors()[0]
     loc = list(error["loc"])
@@ -173,7 +206,9 @@ def _read_structured(path: Path) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ManifestError(str(path), f"invalid JSON: {exc.msg}", where=f"line {exc.lineno}")
+            raise ManifestError(
+                str(path), f"invalid JSON: {exc.msg}", where=f"line {exc.lineno}"
+            ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -193,8 +228,9 @@ def _unflatten(row: dict[str, Any], file: str, where: str) -> dict[str, Any]:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
-                raise ManifestError(file, f"invalid JSON: {exc.msg}", where=where,
-                                    field=key) from None
+                raise ManifestError(
+                    file, f"invalid JSON: {exc.msg}", where=where, field=key
+                ) from None
         head, _, rest = str(key).partition(".")
         if rest:
             out.setdefault(head, {})[rest] = value
@@ -212,7 +248,9 @@ def _item_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ManifestError(str(path), f"invalid JSON: {exc.msg}", where=f"line {lineno}")
+                raise ManifestError(
+                    str(path), f"invalid JSON: {exc.msg}", where=f"line {lineno}"
+                ) from None
             if not isinstance(row, dict):
                 raise ManifestError(str(path), "each line must be a JSON object", f"line {lineno}")
             yield f"line {lineno}", row
@@ -240,7 +278,9 @@ def _resolve_conditions(item: Item, base: Path, file: str, where: str) -> Item:
             continue
         path = (base / value).expanduser().resolve()
         if not path.is_file():
-            raise ManifestError(file, f"no such file: {value}", where=f"{where}.conditions", field=name)
+            raise ManifestError(
+                file, f"no such file: {value}", where=f"{where}.conditions", field=name
+            )
         resolved[name] = str(path)
     return item.model_copy(update={"conditions": Conditions(**resolved)})
 
@@ -250,8 +290,9 @@ def _load_items_file(spec: str, base: Path, manifest_file: str) -> list[Item]:
     where = "items_from"
     if path.suffix not in ITEM_FILE_SUFFIXES:
         allowed = ", ".join(ITEM_FILE_SUFFIXES)
-        raise ManifestError(manifest_file, f"{spec!r} has an unknown suffix; allowed: {allowed}",
-                            field=where)
+        raise ManifestError(
+            manifest_file, f"{spec!r} has an unknown suffix; allowed: {allowed}", field=where
+        )
     if not path.is_file():
         raise ManifestError(manifest_file, f"no such file: {spec}", field=where)
     items = []
@@ -273,13 +314,21 @@ def _check_conditions(manifest: Manifest, file: str) -> None:
         given = {k for k, v in (item.conditions or Conditions()).model_dump().items() if v}
         for name in needed:
             if name not in given:
-                raise ManifestError(file, f"pipeline '{kind}' needs a condition '{name}' on every "
-                                    "item", where=f"items[{i}].conditions", field=name)
+                raise ManifestError(
+                    file,
+                    f"pipeline '{kind}' needs a condition '{name}' on every item",
+                    where=f"items[{i}].conditions",
+                    field=name,
+                )
         extra = given - set(needed)
         if extra:
-            raise ManifestError(file, f"pipeline '{kind}' takes no condition '{sorted(extra)[0]}'; "
-                                "use pipeline img2img or inpaint",
-                                where=f"items[{i}].conditions", field=sorted(extra)[0])
+            raise ManifestError(
+                file,
+                f"pipeline '{kind}' takes no condition '{sorted(extra)[0]}'; "
+                "use pipeline img2img or inpaint",
+                where=f"items[{i}].conditions",
+                field=sorted(extra)[0],
+            )
 
 
 def load_manifest(path: str | Path) -> Manifest:
@@ -295,24 +344,30 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError(file, "no such file")
     raw = _read_structured(path)
     if not isinstance(raw, dict):
-        raise ManifestError(file, "a manifest must be a mapping with at least 'dataset' and 'items'")
+        raise ManifestError(
+            file, "a manifest must be a mapping with at least 'dataset' and 'items'"
+        )
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         _raise_validation(file, exc)
     base = path.parent
-    items = [_resolve_conditions(it, base, file, f"items[{i}]") for i, it in enumerate(manifest.items)]
+    items = [
+        _resolve_conditions(it, base, file, f"items[{i}]") for i, it in enumerate(manifest.items)
+    ]
     for spec in manifest.items_from:
         items.extend(_load_items_file(spec, base, file))
     if not items:
-        raise ManifestError(file, "the manifest has no items; give 'items' or 'items_from'",
-                            field="items")
+        raise ManifestError(
+            file, "the manifest has no items; give 'items' or 'items_from'", field="items"
+        )
     model = manifest.generator.model
     if model.startswith((".", "/", "~")):
         model_path = (base / model).expanduser().resolve()
         if not model_path.exists():
-            raise ManifestError(file, f"no such model folder: {model}", where="generator",
-                                field="model")
+            raise ManifestError(
+                file, f"no such model folder: {model}", where="generator", field="model"
+            )
         manifest.generator.model = str(model_path)
     manifest = manifest.model_copy(update={"items": items, "items_from": []})
     _check_conditions(manifest, file)
@@ -329,39 +384,58 @@ def _file_digest(path: str | None) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
 
 
-def expand(manifest: Manifest, file: str = "manifest", extra: dict[int, int] | None = None) -> list[
-    GenerationRequest
-]:
+def expand(
+    manifest: Manifest, file: str = "manifest", extra: dict[int, int] | None = None
+) -> list[GenerationRequest]:
     """One request per image, in manifest order.
 
-    The sample id hashes the item (without its count, with its condition files' contents), the
-    image's index, its seed and the generator settings that shape the image. An item without
-    a seed gets one derived from its content, so ids and images are stable across runs.
-    `extra` asks for more images of an item (index beyond its count, fresh seeds).
+    The sample id hashes what determines the image: prompt, negative prompt, the condition
+    files' contents, the seed and the generator settings that shape it (not batch size or
+    device). Image `index` of an item gets seed `seed + index`; an item without a seed gets
+    one derived from its whole content, so ids and images are stable across runs. Two
+    requests with the same id would be the same image, so the manifest is refused.
+    `extra` asks for more images of an item (indices beyond its count, fresh seeds).
     """
     generator = manifest.generator.identity()
     requests: list[GenerationRequest] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(manifest.items):
         cond = item.conditions or Conditions()
-        content = item.model_dump(exclude={"count", "conditions", "seed"})
-        content["conditions"] = {"image": _file_digest(cond.image), "mask": _file_digest(cond.mask)}
-        base_seed = item.seed if item.seed is not None else int(_digest(content)[:8], 16)
+        image = {
+            "prompt": item.prompt,
+            "negative_prompt": item.negative_prompt,
+            "image": _file_digest(cond.image),
+            "mask": _file_digest(cond.mask),
+        }
+        described = {**image, "tags": item.tags, "metadata": item.metadata}
+        base_seed = item.seed if item.seed is not None else int(_digest(described)[:8], 16)
         count = item.count + (extra or {}).get(i, 0)
         for index in range(count):
             seed = (base_seed + index) % _SEED_SPACE
-            sample_id = _digest({"item": content, "index": index, "seed": seed,
-                                 "generator": generator})[:20]
+            sample_id = _digest({"image": image, "seed": seed, "generator": generator})[:20]
             if sample_id in seen:
-                raise ManifestError(file, f"repeats items[{seen[sample_id]}] (same prompt, seed "
-                                    "and settings give the same images); change its seed or "
-                                    "merge the counts", where=f"items[{i}]")
+                raise ManifestError(
+                    file,
+                    f"repeats an image of items[{seen[sample_id]}] (same "
+                    f"prompt, seed {seed} and settings); give the items seeds "
+                    "that do not overlap, or merge them",
+                    where=f"items[{i}]",
+                )
             seen[sample_id] = i
-            requests.append(GenerationRequest(
-                sample_id=sample_id, item_index=i, index=index, seed=seed, prompt=item.prompt,
-                negative_prompt=item.negative_prompt, tags=tuple(item.tags),
-                metadata=item.metadata, image=cond.image, mask=cond.mask,
-            ))
+            requests.append(
+                GenerationRequest(
+                    sample_id=sample_id,
+                    item_index=i,
+                    index=index,
+                    seed=seed,
+                    prompt=item.prompt,
+                    negative_prompt=item.negative_prompt,
+                    tags=tuple(item.tags),
+                    metadata=item.metadata,
+                    image=cond.image,
+                    mask=cond.mask,
+                )
+            )
     return requests
 
 

@@ -60,15 +60,34 @@ class Service:
         bin_dir = Path(sys.executable).parent
         state = state_dir()
         if self.name == "prefect":
-            cmd = [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1",
-                   "--port", str(self.port)]
-            env = {"PREFECT_HOME": str(state / "prefect"),
-                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+            cmd = [
+                str(bin_dir / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ]
+            env = {
+                "PREFECT_HOME": str(state / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            }
         else:
-            cmd = [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port",
-                   str(self.port), "--workers", "1",
-                   "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
-                   "--artifacts-destination", str(state / "mlartifacts")]
+            cmd = [
+                str(bin_dir / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{state / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(state / "mlartifacts"),
+            ]
             env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         return cmd, env
 
@@ -78,8 +97,12 @@ def services() -> list[Service]:
     prefect = os.environ.get("PREFECT_API_URL") or DEFAULT_PREFECT_API_URL
     mlflow = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URL
     return [
-        Service("prefect", prefect, prefect.rstrip("/") + "/health",
-                prefect.rstrip("/").removesuffix("/api")),
+        Service(
+            "prefect",
+            prefect,
+            prefect.rstrip("/") + "/health",
+            prefect.rstrip("/").removesuffix("/api"),
+        ),
         Service("mlflow", mlflow, mlflow.rstrip("/") + "/health", mlflow.rstrip("/")),
     ]
 
@@ -106,14 +129,21 @@ def start(service: Service, timeout: float = 120.0) -> str:
     if is_up(service):
         return "already running"
     if not service.local:
-        raise SynthsetError(f"{service.name} does not answer at {service.url}, which is not a "
-                            "local http URL synthset could start a server at")
+        raise SynthsetError(
+            f"{service.name} does not answer at {service.url}, which is not a "
+            "local http URL synthset could start a server at"
+        )
     cmd, env = service.command()
     service.log_file.parent.mkdir(parents=True, exist_ok=True)
     service.pid_file.parent.mkdir(parents=True, exist_ok=True)
     with service.log_file.open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env}, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
     service.pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,8 +157,10 @@ def start(service: Service, timeout: float = 120.0) -> str:
     proc.wait()
     service.pid_file.unlink(missing_ok=True)
     tail = service.log_file.read_text(errors="replace").splitlines()[-5:]
-    raise SynthsetError(f"{service.name} server did not come up at {service.url}; "
-                        f"log {service.log_file}: {' | '.join(tail)}")
+    raise SynthsetError(
+        f"{service.name} server did not come up at {service.url}; "
+        f"log {service.log_file}: {' | '.join(tail)}"
+    )
 
 
 def stop(service: Service, timeout: float = 20.0) -> str:

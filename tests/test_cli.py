@@ -14,8 +14,9 @@ from tests.conftest import write_manifest
 
 
 def test_bad_manifest_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
-    path = write_manifest(tmp_path, "dataset: d\ngenerator: {scheduler: fast}\n"
-                                    "items: [{prompt: x}]\n")
+    path = write_manifest(
+        tmp_path, "dataset: d\ngenerator: {scheduler: fast}\nitems: [{prompt: x}]\n"
+    )
     for command in ("validate", "run"):
         assert main([command, str(path)]) == 2
         err = capsys.readouterr().err.strip()
@@ -25,16 +26,20 @@ def test_bad_manifest_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys)
 
 
 def test_validate_reports_the_plan(tmp_path, capsys):
-    path = write_manifest(tmp_path, "dataset: d\nshard_size: 4\nitems:\n"
-                                    "  - {prompt: x, count: 10}\n")
+    path = write_manifest(
+        tmp_path, "dataset: d\nshard_size: 4\nitems:\n  - {prompt: x, count: 10}\n"
+    )
     assert main(["validate", str(path)]) == 0
     assert "10 images in 3 shards" in capsys.readouterr().out
 
 
 def test_usage_error_from_installed_script_has_no_traceback(tmp_path):
     missing = tmp_path / "nope.yaml"
-    proc = subprocess.run([str(Path(sys.executable).parent / "synthset"), "validate",
-                           str(missing)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "synthset"), "validate", str(missing)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"synthset: error: {missing}: no such file"
 
@@ -46,11 +51,14 @@ def test_unknown_dataset_is_a_usage_error(tracking_uri, capsys):
 
 @pytest.mark.slow
 def test_run_ls_tag_pull(prefect_api, tracking_uri, tiny_model, tmp_path, capsys):
-    path = write_manifest(tmp_path, f"""
+    path = write_manifest(
+        tmp_path,
+        f"""
 dataset: cli-roundtrip
 generator: {{model: {tiny_model}, steps: 2, batch_size: 8}}
 items: [{{prompt: a green one, count: 4, seed: 5}}]
-""")
+""",
+    )
     assert main(["run", str(path), "--tracking-uri", tracking_uri, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "version:     v1" in out and "Prefect UI:" in out
@@ -62,8 +70,19 @@ items: [{{prompt: a green one, count: 4, seed: 5}}]
     assert "v1" in listing and "latest, production" in listing
 
     target = tmp_path / "pulled"
-    assert main(["pull", "cli-roundtrip@production", "--to", str(target),
-                 "--tracking-uri", tracking_uri]) == 0
+    assert (
+        main(
+            [
+                "pull",
+                "cli-roundtrip@production",
+                "--to",
+                str(target),
+                "--tracking-uri",
+                tracking_uri,
+            ]
+        )
+        == 0
+    )
     assert "verified" in capsys.readouterr().out
     assert len(pd.read_parquet(target / "metadata.parquet")) == 4
 

@@ -218,7 +218,7 @@ BAD_MANIFESTS = {
     ),
     "duplicate items": (
         "dataset: d\nitems: [{prompt: x, seed: 1}, {prompt: y}, {prompt: x, seed: 1}]\n",
-        ["items[2]", "repeats items[0]", "change its seed or merge the counts"],
+        ["items[2]", "repeats an image of items[0]", "seeds that do not overlap, or merge them"],
     ),
     "empty items": (
         "dataset: d\nitems: []\n",
@@ -413,3 +413,39 @@ def test_extra_images_get_new_indices_and_fresh_seeds():
     assert not {r.seed for r in new} & {r.seed for r in base}
     assert not {r.sample_id for r in new} & {r.sample_id for r in base}
     assert len({r.sample_id for r in more}) == len(more) == 6
+
+
+def test_items_whose_seeds_overlap_would_repeat_an_image(tmp_path):
+    path = write_manifest(
+        tmp_path,
+        "dataset: d\nitems:\n  - {prompt: x, seed: 1, count: 2}\n"
+        "  - {prompt: x, seed: 2, tags: [other]}\n",
+    )
+    message = load_error(path)
+    assert "items[1]: repeats an image of items[0] (same prompt, seed 2" in message
+
+
+def test_a_moved_model_folder_keeps_the_ids(tmp_path, tiny_model):
+    import shutil
+
+    first, second = tmp_path / "a" / "model", tmp_path / "b" / "model"
+    shutil.copytree(tiny_model, first)
+    shutil.copytree(tiny_model, second)
+    assert ids(make_manifest({"model": str(first)})) == ids(make_manifest({"model": str(second)}))
+    (second / "unet" / "config.json").write_text(
+        (second / "unet" / "config.json")
+        .read_text()
+        .replace('"layers_per_block": 1', '"layers_per_block": 2')
+    )
+    assert ids(make_manifest({"model": str(first)})) != ids(make_manifest({"model": str(second)}))
+
+
+def test_img2img_needs_at_least_one_denoising_step(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "c.png")
+    path = write_manifest(
+        tmp_path,
+        "dataset: d\ngenerator: {pipeline: img2img, steps: 3, "
+        "strength: 0.2}\nitems: [{prompt: x, conditions: "
+        "{image: c.png}}]\n",
+    )
+    assert "int(3 × 0.2) = 0; raise steps or strength" in load_error(path)

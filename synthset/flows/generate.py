@@ -36,16 +36,26 @@ def _artifact_key(name: str, suffix: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{name}-{suffix}".lower())
 
 
-@task(name="generate-shard", task_run_name="shard-{shard.index}", retries=2,
-      retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(
+    name="generate-shard",
+    task_run_name="shard-{shard.index}",
+    retries=2,
+    retry_delay_seconds=2,
+    cache_policy=NO_CACHE,
+)
 def generate_shard_task(config: GeneratorConfig, shard: Shard) -> ShardReport:
     report = generate_shard(config, shard)
     logger = get_run_logger()
     if report.skipped:
         logger.info("shard %d already done in staging, skipped", shard.index)
     else:
-        logger.info("shard %d: %d images, %d failed, %.1f s", shard.index, report.images,
-                    report.errors, report.seconds)
+        logger.info(
+            "shard %d: %d images, %d failed, %.1f s",
+            shard.index,
+            report.images,
+            report.errors,
+            report.seconds,
+        )
     return report
 
 
@@ -56,15 +66,24 @@ def publish_task(plan: Plan, tracking_uri: str | None) -> PublishedVersion:
 
 
 @task(name="record-version", cache_policy=NO_CACHE)
-def record_task(published: PublishedVersion, plan: Plan, metrics: dict[str, float],
-                tracking_uri: str | None) -> str:
+def record_task(
+    published: PublishedVersion, plan: Plan, metrics: dict[str, float], tracking_uri: str | None
+) -> str:
     return record_version(published, plan.manifest, plan.requests_frame(), metrics, tracking_uri)
 
 
 def _summary_table(plan: Plan, reports: list[ShardReport]) -> list[dict[str, Any]]:
-    return [{"shard": r.index, "shard_id": plan.shards[r.index].id, "images": r.images,
-             "failed": r.errors, "seconds": round(r.seconds, 2),
-             "status": "skipped (done)" if r.skipped else "generated"} for r in reports]
+    return [
+        {
+            "shard": r.index,
+            "shard_id": plan.shards[r.index].id,
+            "images": r.images,
+            "failed": r.errors,
+            "seconds": round(r.seconds, 2),
+            "status": "skipped (done)" if r.skipped else "generated",
+        }
+        for r in reports
+    ]
 
 
 def _run_name() -> str:
@@ -72,8 +91,9 @@ def _run_name() -> str:
 
 
 @flow(name="generate_dataset", flow_run_name=_run_name, log_prints=True)
-def generate_dataset(manifest_path: str, datasets_root: str | None = None,
-                     tracking_uri: str | None = None) -> dict[str, Any]:
+def generate_dataset(
+    manifest_path: str, datasets_root: str | None = None, tracking_uri: str | None = None
+) -> dict[str, Any]:
     """Generate, publish and version the dataset a manifest describes.
 
     Returns the version's name, number, folder, digest, image counts, MLflow run id and the
@@ -85,8 +105,9 @@ def generate_dataset(manifest_path: str, datasets_root: str | None = None,
     plan = make_plan(manifest, datasets_root)
     total = len(plan.requests)
     key = _artifact_key(manifest.dataset, "progress")
-    progress_id = create_progress_artifact(0.0, key=key, description=f"{manifest.dataset}: "
-                                           f"{total} images in {len(plan.shards)} shards")
+    progress_id = create_progress_artifact(
+        0.0, key=key, description=f"{manifest.dataset}: {total} images in {len(plan.shards)} shards"
+    )
     logger.info("plan %s: %d images in %d shards", plan.digest, total, len(plan.shards))
     t_plan = time.perf_counter()
 
@@ -112,11 +133,19 @@ def generate_dataset(manifest_path: str, datasets_root: str | None = None,
         "images_per_s": generated / max(t_gen - t_plan, 1e-9),
     }
     run_id = record_task(published, plan, metrics, tracking_uri)
-    create_table_artifact(_summary_table(plan, reports), key=_artifact_key(manifest.dataset,
-                          "shards"), description=f"{manifest.dataset} v{published.version}: "
-                          f"{published.images} images, digest {published.digest}")
-    logger.info("published %s v%d (%d images) at %s", published.name, published.version,
-                published.images, published.path)
+    create_table_artifact(
+        _summary_table(plan, reports),
+        key=_artifact_key(manifest.dataset, "shards"),
+        description=f"{manifest.dataset} v{published.version}: "
+        f"{published.images} images, digest {published.digest}",
+    )
+    logger.info(
+        "published %s v%d (%d images) at %s",
+        published.name,
+        published.version,
+        published.images,
+        published.path,
+    )
     return {
         "name": published.name,
         "version": published.version,

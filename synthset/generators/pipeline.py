@@ -31,6 +31,15 @@ class GenerationResult:
     request: GenerationRequest
     image: Image.Image | None = None
     error: str | None = None
+    input_error: bool = False
+
+
+@dataclass
+class _Prepared:
+    position: int
+    request: GenerationRequest
+    image: Image.Image | None
+    mask: Image.Image | None
 
 
 def resolve_device(device: str) -> str:
@@ -40,8 +49,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SynthsetError(f"generator.device is {device!r} but no CUDA device is visible; "
-                            "use 'auto' or 'cpu'")
+        raise SynthsetError(
+            f"generator.device is {device!r} but no CUDA device is visible; use 'auto' or 'cpu'"
+        )
     return device
 
 
@@ -82,8 +92,9 @@ def load_pipeline(model: str, kind: str, scheduler: str | None, dtype: str, devi
     try:
         pipe = loader.from_pretrained(resolve_model(model), dtype=torch_dtype)
     except (OSError, ValueError) as exc:
-        raise SynthsetError(f"cannot load model {model!r} as a {kind} pipeline: "
-                            f"{str(exc).splitlines()[0]}") from exc
+        raise SynthsetError(
+            f"cannot load model {model!r} as a {kind} pipeline: {str(exc).splitlines()[0]}"
+        ) from exc
     if scheduler is not None:
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -96,8 +107,9 @@ class ImageGenerator:
 
     def __init__(self, config: GeneratorConfig):
         self.config = config
-        self.pipe = load_pipeline(config.model, config.pipeline, config.scheduler, config.dtype,
-                                  config.device)
+        self.pipe = load_pipeline(
+            config.model, config.pipeline, config.scheduler, config.dtype, config.device
+        )
         self.batch_size = config.batch_size
         self.height, self.width = self._size()
 
@@ -107,33 +119,77 @@ class ImageGenerator:
         return self.config.height or default, self.config.width or default
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Generate in batches of `batch_size`; failures become results with an `error`."""
-        results: list[GenerationResult] = []
-        start = 0
-        while start < len(requests):
-            batch = requests[start : start + self.batch_size]
-            results.extend(self._generate_batch(batch))
-            start += len(batch)
-        return results
+        """Generate in batches of `batch_size`; failures become results with an `error`.
 
-    def _generate_batch(self, batch: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        A request whose condition images cannot be read fails alone, before generation, with
+        `input_error` set; the others are generated. When CUDA runs out of memory the batch
+        size is halved (for the rest of this generator's life) and the batch retried.
+        """
+        import torch
+
+        results: list[GenerationResult | None] = [None] * len(requests)
+        ready: list[_Prepared] = []
+        for position, request in enumerate(requests):
+            try:
+                ready.append(
+                    _Prepared(
+                        position,
+                        request,
+                        self._condition(request.image, "RGB"),
+                        self._condition(request.mask, "L"),
+                    )
+                )
+            except (OSError, ValueError) as exc:
+                results[position] = GenerationResult(
+                    request, error=f"unreadable condition image: {exc}", input_error=True
+                )
+        start = 0
+        while start < len(ready):
+            batch = ready[start : start + self.batch_size]
+            try:
+                batch_results = self._generate_batch(batch)
+            except torch.OutOfMemoryError:
+                if self._shrink_after_oom(len(batch)):
+                    continue
+                batch, batch_results = (
+                    batch[:1],
+                    [
+                        GenerationResult(
+                            batch[0].request, error="CUDA out of memory at batch size 1"
+                        )
+                    ],
+                )
+            for prepared, result in zip(batch, batch_results, strict=True):
+                results[prepared.position] = result
+            start += len(batch)
+        return [r for r in results if r is not None]
+
+    def _shrink_after_oom(self, size: int) -> bool:
+        """Halve the batch size after CUDA ran out of memory; False when already at 1."""
+        import torch
+
+        if size == 1:
+            return False
+        torch.cuda.empty_cache()
+        self.batch_size = size // 2
+        log.warning("CUDA out of memory at batch size %d; batch size now %d", size, self.batch_size)
+        return True
+
+    def _generate_batch(self, batch: Sequence[_Prepared]) -> list[GenerationResult]:
+        """One pipeline call; on an error other than out-of-memory, each request alone."""
         import torch
 
         try:
-            return [GenerationResult(r, image=img) for r, img in zip(batch, self._call(batch),
-                                                                        strict=True)]
+            images = self._call(batch)
+            return [
+                GenerationResult(p.request, image=img) for p, img in zip(batch, images, strict=True)
+            ]
         except torch.OutOfMemoryError:
-            if len(batch) == 1:
-                return [GenerationResult(batch[0], error="out of memory at batch size 1")]
-            torch.cuda.empty_cache()
-            self.batch_size = max(1, len(batch) // 2)
-            log.warning("CUDA out of memory; batch size halved to %d", self.batch_size)
-            half = len(batch) // 2
-            return self._generate_batch(batch[:half]) + self._generate_batch(batch[half:])
+            raise
         except Exception as exc:
             if len(batch) == 1:
-                return [GenerationResult(batch[0], error=f"{type(exc).__name__}: {exc}")]
-            return [res for r in batch for res in self._generate_batch([r])]
+                return [GenerationResult(batch[0].request, error=f"{type(exc).__name__}: {exc}")]
+            return [res for p in batch for res in self._generate_batch([p])]
 
     def _condition(self, path: str | None, mode: str) -> Image.Image | None:
         if path is None:
@@ -141,14 +197,14 @@ class ImageGenerator:
         with Image.open(path) as img:
             return img.convert(mode).resize((self.width, self.height), Image.Resampling.LANCZOS)
 
-    def _call(self, batch: Sequence[GenerationRequest]) -> list[Image.Image]:
+    def _call(self, batch: Sequence[_Prepared]) -> list[Image.Image]:
         import torch
 
         cfg = self.config
         kwargs: dict[str, Any] = dict(
-            prompt=[r.prompt for r in batch],
-            negative_prompt=[r.negative_prompt for r in batch],
-            generator=[torch.Generator("cpu").manual_seed(r.seed) for r in batch],
+            prompt=[p.request.prompt for p in batch],
+            negative_prompt=[p.request.negative_prompt for p in batch],
+            generator=[torch.Generator("cpu").manual_seed(p.request.seed) for p in batch],
             num_inference_steps=cfg.steps,
             guidance_scale=cfg.guidance_scale,
             height=self.height,
@@ -156,9 +212,9 @@ class ImageGenerator:
             output_type="pil",
         )
         if cfg.pipeline != "text2img":
-            kwargs["image"] = [self._condition(r.image, "RGB") for r in batch]
+            kwargs["image"] = [p.image for p in batch]
             kwargs["strength"] = cfg.strength
         if cfg.pipeline == "inpaint":
-            kwargs["mask_image"] = [self._condition(r.mask, "L") for r in batch]
+            kwargs["mask_image"] = [p.mask for p in batch]
         with torch.inference_mode():
             return list(self.pipe(**kwargs).images)

@@ -34,9 +34,12 @@ def generate_shard(config: GeneratorConfig, shard: Shard) -> ShardReport:
     generator = ImageGenerator(config)
     results = generator.generate(shard.requests)
     errors = [r.error for r in results if r.error is not None]
-    if len(errors) == len(results):
-        raise ShardFailed(f"shard {shard.index}: all {len(results)} images failed; first error: "
-                          f"{errors[0]}")
+    attempted = [r for r in results if not r.input_error]
+    if attempted and all(r.error is not None for r in attempted):
+        raise ShardFailed(
+            f"shard {shard.index}: all {len(attempted)} images failed; first "
+            f"error: {attempted[0].error}"
+        )
     settings = {
         "model": config.model,
         "pipeline": config.pipeline,

@@ -42,7 +42,8 @@ def write_clip_tokenizer(folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     bpe = Path(open_clip.tokenizer.default_bpe())
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : _N_MERGES + 1]
+    with gzip.open(bpe) as f:
+        merges = f.read().decode("utf-8").split("\n")[1 : _N_MERGES + 1]
     symbols = list(_bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
@@ -62,8 +63,9 @@ def write_clip_tokenizer(folder: str | Path) -> Path:
     return folder
 
 
-def build_tiny_sd_pipeline(seed: int = 0, sample_size: int = 16, channels: tuple[int, ...] = (32, 64),
-                           text_dim: int = 32):
+def build_tiny_sd_pipeline(
+    seed: int = 0, sample_size: int = 16, channels: tuple[int, ...] = (32, 64), text_dim: int = 32
+):
     """A randomly initialised tiny `StableDiffusionPipeline` (images of 2 × sample_size pixels).
 
     Same class structure as Stable Diffusion 1.x: AutoencoderKL (one downsampling), a UNet with
@@ -72,7 +74,12 @@ def build_tiny_sd_pipeline(seed: int = 0, sample_size: int = 16, channels: tuple
     import tempfile
 
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
@@ -112,11 +119,22 @@ def build_tiny_sd_pipeline(seed: int = 0, sample_size: int = 16, channels: tuple
     text_encoder = CLIPTextModel(text_config)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp))
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              skip_prk_steps=True, steps_offset=1)
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
     return StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
 
 

@@ -22,10 +22,17 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "yellow": (240, 210, 20),
 }
 IMAGE_SIZE = 32
-TEMPLATES_PLAIN = ("a handwritten {word}", "the digit {n}", "the number {word}",
-                   "a drawing of the digit {word}")
-TEMPLATES_COLOUR = ("a {ink} {word} on a {bg} background", "a {ink} handwritten {word} on {bg}",
-                    "the digit {n} in {ink} on {bg}")
+TEMPLATES_PLAIN = (
+    "a handwritten {word}",
+    "the digit {n}",
+    "the number {word}",
+    "a drawing of the digit {word}",
+)
+TEMPLATES_COLOUR = (
+    "a {ink} {word} on a {bg} background",
+    "a {ink} handwritten {word} on {bg}",
+    "the digit {n} in {ink} on {bg}",
+)
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,9 @@ def load_split(split: str, holdout: float = 0.2, seed: int = 0) -> DigitSplit:
 
     digits = load_digits()
     idx = np.arange(len(digits.target))
-    train, test = train_test_split(idx, test_size=holdout, random_state=seed,
-                                   stratify=digits.target)
+    train, test = train_test_split(
+        idx, test_size=holdout, random_state=seed, stratify=digits.target
+    )
     chosen = {"train": train, "test": test}[split]
     return DigitSplit(digits.images[chosen].astype(np.float32) / 16.0, digits.target[chosen])
 
@@ -72,16 +80,18 @@ def random_colours(rng: np.random.Generator) -> tuple[str, str]:
     return names[ink], names[bg]
 
 
-def caption(label: int, ink: str, bg: str, rng: np.random.Generator,
-            colour_share: float = 0.6) -> str:
+def caption(
+    label: int, ink: str, bg: str, rng: np.random.Generator, colour_share: float = 0.6
+) -> str:
     """A caption naming the digit, and its colours in `colour_share` of cases."""
     templates = TEMPLATES_COLOUR if rng.random() < colour_share else TEMPLATES_PLAIN
     template = templates[rng.integers(len(templates))]
     return template.format(word=DIGIT_WORDS[label], n=label, ink=ink, bg=bg)
 
 
-def coloured_dataset(split: DigitSplit, copies: int, seed: int = 0,
-                     colour_share: float = 0.6) -> tuple[np.ndarray, list[str], np.ndarray]:
+def coloured_dataset(
+    split: DigitSplit, copies: int, seed: int = 0, colour_share: float = 0.6
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """`copies` coloured, captioned variants of each digit: (uint8 N×32×32×3, captions, labels)."""
     rng = np.random.default_rng(seed)
     alpha = upscale(split.images)

@@ -7,8 +7,9 @@ import pandas as pd
 from synthset.manifest import Manifest
 
 
-def dataset_card(manifest: Manifest, version: int, digest: str, kept: pd.DataFrame,
-                 rejected: pd.DataFrame) -> str:
+def dataset_card(
+    manifest: Manifest, version: int, digest: str, kept: pd.DataFrame, rejected: pd.DataFrame
+) -> str:
     """Markdown that says what the version holds, how it was made and how to load it."""
     g = manifest.generator
     prompts = kept.groupby("prompt", sort=False).size().head(20)

@@ -31,5 +31,6 @@ def version_digest(folder: str | Path) -> str:
     import pyarrow.parquet as pq
 
     table = pq.read_table(Path(folder) / "metadata.parquet", columns=["sample_id", "file_name"])
-    return content_digest(folder, zip(table["sample_id"].to_pylist(),
-                                      table["file_name"].to_pylist(), strict=True))
+    return content_digest(
+        folder, zip(table["sample_id"].to_pylist(), table["file_name"].to_pylist(), strict=True)
+    )

@@ -42,9 +42,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _assemble(folder: Path, shards: Sequence[Path], manifest: Manifest) -> tuple[
-    pd.DataFrame, pd.DataFrame
-]:
+def _assemble(
+    folder: Path, shards: Sequence[Path], manifest: Manifest
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True)
     rows = pd.concat([read_shard_rows(s) for s in shards], ignore_index=True)
@@ -60,13 +60,19 @@ def _assemble(folder: Path, shards: Sequence[Path], manifest: Manifest) -> tuple
             _link_or_copy(image, folder / "images" / image.name)
     kept.to_parquet(folder / METADATA, index=False)
     rejected.to_parquet(folder / REJECTED, index=False)
-    (folder / MANIFEST).write_text(yaml.safe_dump(manifest.model_dump(mode="json"),
-                                                  sort_keys=False, allow_unicode=True))
+    (folder / MANIFEST).write_text(
+        yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    )
     return kept, rejected
 
 
-def publish(layout: DatasetLayout, plan: str, shards: Sequence[Path], manifest: Manifest,
-            first_version: int = 1) -> PublishedVersion:
+def publish(
+    layout: DatasetLayout,
+    plan: str,
+    shards: Sequence[Path],
+    manifest: Manifest,
+    first_version: int = 1,
+) -> PublishedVersion:
     """Build the version in staging, then rename it to the first free `v<N>` ≥ `first_version`.
 
     Readers never see a partial version: until the rename, the folder is under `.staging/`.

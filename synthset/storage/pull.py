@@ -96,8 +96,10 @@ def _download(info: VersionInfo, dest: Path, tracking_uri: str | None) -> None:
         _client(tracking_uri).download_artifacts(info.run_id, ARTIFACT_PATH, str(tmp))
         got = version_digest(tmp / ARTIFACT_PATH)
         if got != info.digest:
-            raise DigestMismatch(f"{info.name}@v{info.version}: downloaded files hash to {got}, "
-                                 f"but the version's digest is {info.digest}; nothing was kept")
+            raise DigestMismatch(
+                f"{info.name}@v{info.version}: downloaded files hash to {got}, "
+                f"but the version's digest is {info.digest}; nothing was kept"
+            )
         if dest.exists():
             dest.rmdir()
         os.rename(tmp / ARTIFACT_PATH, dest)
@@ -105,8 +107,13 @@ def _download(info: VersionInfo, dest: Path, tracking_uri: str | None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def pull(name: str, version: str | int | None = None, *, tracking_uri: str | None = None,
-         to: str | Path | None = None) -> PulledDataset:
+def pull(
+    name: str,
+    version: str | int | None = None,
+    *,
+    tracking_uri: str | None = None,
+    to: str | Path | None = None,
+) -> PulledDataset:
     """Fetch `name` at a version number or alias (default `latest`) and verify its digest.
 
     Files go to `to` (which must be empty or absent, or already hold this version) or to the
@@ -120,7 +127,9 @@ def pull(name: str, version: str | int | None = None, *, tracking_uri: str | Non
         if to is None:
             shutil.rmtree(dest, ignore_errors=True)
         if dest.exists() and any(dest.iterdir()):
-            raise SynthsetError(f"{dest} is not empty and does not hold {name}@v{info.version}; "
-                                "pull into an empty or new folder")
+            raise SynthsetError(
+                f"{dest} is not empty and does not hold {name}@v{info.version}; "
+                "pull into an empty or new folder"
+            )
         _download(info, dest, tracking_uri)
     return PulledDataset(name, info.version, info.digest, dest)

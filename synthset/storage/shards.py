@@ -65,9 +65,16 @@ def write_shard(folder: Path, results: Sequence[GenerationResult], settings: dic
         if res.image is not None:
             file_name = f"images/{res.request.sample_id}.png"
             res.image.save(tmp / file_name, format="PNG")
-        rows.append({**request_row(res.request), "file_name": file_name, **settings,
-                     "created_at": now, "status": "ok" if res.error is None else "error",
-                     "error": res.error})
+        rows.append(
+            {
+                **request_row(res.request),
+                "file_name": file_name,
+                **settings,
+                "created_at": now,
+                "status": "ok" if res.error is None else "error",
+                "error": res.error,
+            }
+        )
     pd.DataFrame(rows).to_parquet(tmp / ROWS, index=False)
     (tmp / MARKER).touch()
     shutil.rmtree(folder, ignore_errors=True)

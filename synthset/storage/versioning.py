@@ -60,16 +60,21 @@ def _experiment(client: Any, name: str, create: bool = False) -> Any:
         client.create_experiment(experiment_name(name), tags={TAG_DATASET: name})
         exp = client.get_experiment_by_name(experiment_name(name))
     if exp is None:
-        raise DatasetNotFound(f"no dataset named {name!r} in the tracking store; "
-                              "`synthset ls` lists the datasets")
+        raise DatasetNotFound(
+            f"no dataset named {name!r} in the tracking store; `synthset ls` lists the datasets"
+        )
     return exp
 
 
 def _version_runs(client: Any, experiment_id: str) -> Iterator[Any]:
     token = None
     while True:
-        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
-                                  max_results=1000, page_token=token)
+        page = client.search_runs(
+            [experiment_id],
+            filter_string="attributes.status = 'FINISHED'",
+            max_results=1000,
+            page_token=token,
+        )
         yield from (r for r in page if TAG_VERSION in r.data.tags)
         token = page.token
         if not token:
@@ -92,12 +97,17 @@ def list_versions(name: str, tracking_uri: str | None = None) -> list[VersionInf
     infos = []
     for run in _version_runs(client, exp.experiment_id):
         version = int(run.data.tags[TAG_VERSION])
-        infos.append(VersionInfo(
-            name=name, version=version, run_id=run.info.run_id, digest=run.data.tags[TAG_DIGEST],
-            images=int(run.data.metrics.get("images", 0)),
-            created=pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
-            aliases=tuple(sorted(aliases.get(version, []))),
-        ))
+        infos.append(
+            VersionInfo(
+                name=name,
+                version=version,
+                run_id=run.info.run_id,
+                digest=run.data.tags[TAG_DIGEST],
+                images=int(run.data.metrics.get("images", 0)),
+                created=pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+                aliases=tuple(sorted(aliases.get(version, []))),
+            )
+        )
     return sorted(infos, key=lambda v: v.version)
 
 
@@ -124,8 +134,9 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     return name, version or None
 
 
-def resolve_version(name: str, ref: str | int | None = None,
-                    tracking_uri: str | None = None) -> VersionInfo:
+def resolve_version(
+    name: str, ref: str | int | None = None, tracking_uri: str | None = None
+) -> VersionInfo:
     """Find a version by number (`3`, `"v3"`), alias (`"production"`) or, when None, `latest`."""
     versions = list_versions(name, tracking_uri)
     ref = LATEST if ref is None else str(ref)
@@ -140,41 +151,58 @@ def resolve_version(name: str, ref: str | int | None = None,
     return match[0]
 
 
-def set_alias(name: str, ref: str | int, alias: str, tracking_uri: str | None = None) -> VersionInfo:
+def set_alias(
+    name: str, ref: str | int, alias: str, tracking_uri: str | None = None
+) -> VersionInfo:
     """Point `alias` at a version (moving it if it pointed elsewhere)."""
     if not _ALIAS.match(alias) or alias == LATEST:
-        raise SynthsetError(f"alias {alias!r} is not allowed: use lower-case letters, digits, '-' "
-                            "or '_', starting with a letter; 'latest' moves by itself")
+        raise SynthsetError(
+            f"alias {alias!r} is not allowed: use lower-case letters, digits, '-' "
+            "or '_', starting with a letter; 'latest' moves by itself"
+        )
     info = resolve_version(name, ref, tracking_uri)
     client = _client(tracking_uri)
-    client.set_experiment_tag(_experiment(client, name).experiment_id, ALIAS_PREFIX + alias,
-                              str(info.version))
+    client.set_experiment_tag(
+        _experiment(client, name).experiment_id, ALIAS_PREFIX + alias, str(info.version)
+    )
     return resolve_version(name, info.version, tracking_uri)
 
 
 def _params(manifest: Manifest, images_requested: int) -> dict[str, str]:
     params = {f"generator.{k}": v for k, v in manifest.generator.model_dump().items()}
-    params |= {"dataset": manifest.dataset, "shard_size": manifest.shard_size,
-               "items": len(manifest.items), "images_requested": images_requested,
-               "plan": plan_digest(manifest)}
+    params |= {
+        "dataset": manifest.dataset,
+        "shard_size": manifest.shard_size,
+        "items": len(manifest.items),
+        "images_requested": images_requested,
+        "plan": plan_digest(manifest),
+    }
     return {k: str(v) for k, v in params.items()}
 
 
-def _log_manifest_input(client: Any, run_id: str, manifest: Manifest, requests: pd.DataFrame) -> None:
+def _log_manifest_input(
+    client: Any, run_id: str, manifest: Manifest, requests: pd.DataFrame
+) -> None:
     import mlflow.data
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = mlflow.data.from_pandas(requests, name=f"{manifest.dataset}-manifest",
-                                          digest=plan_digest(manifest))._to_mlflow_entity()
+        dataset = mlflow.data.from_pandas(
+            requests, name=f"{manifest.dataset}-manifest", digest=plan_digest(manifest)
+        )._to_mlflow_entity()
     tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="manifest")]
     client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=tags)])
 
 
-def record_version(published: PublishedVersion, manifest: Manifest, requests: pd.DataFrame,
-                   metrics: Mapping[str, float], tracking_uri: str | None = None) -> str:
+def record_version(
+    published: PublishedVersion,
+    manifest: Manifest,
+    requests: pd.DataFrame,
+    metrics: Mapping[str, float],
+    tracking_uri: str | None = None,
+) -> str:
     """Record a published version as a finished MLflow run; `latest` moves to the highest version.
 
     The run carries the version tags only once its artifacts are uploaded, so a run that
@@ -185,8 +213,11 @@ def record_version(published: PublishedVersion, manifest: Manifest, requests: pd
 
     client = _client(tracking_uri)
     exp = _experiment(client, published.name, create=True)
-    run = client.create_run(exp.experiment_id, run_name=f"{published.name}-v{published.version}",
-                            tags={TAG_DATASET: published.name, TAG_PLAN: plan_digest(manifest)})
+    run = client.create_run(
+        exp.experiment_id,
+        run_name=f"{published.name}-v{published.version}",
+        tags={TAG_DATASET: published.name, TAG_PLAN: plan_digest(manifest)},
+    )
     run_id = run.info.run_id
     try:
         now = get_current_time_millis()
@@ -197,8 +228,13 @@ def record_version(published: PublishedVersion, manifest: Manifest, requests: pd
         )
         _log_manifest_input(client, run_id, manifest, requests)
         client.log_artifacts(run_id, str(published.path), ARTIFACT_PATH)
-        client.log_batch(run_id, tags=[RunTag(TAG_VERSION, str(published.version)),
-                                       RunTag(TAG_DIGEST, published.digest)])
+        client.log_batch(
+            run_id,
+            tags=[
+                RunTag(TAG_VERSION, str(published.version)),
+                RunTag(TAG_DIGEST, published.digest),
+            ],
+        )
         client.set_terminated(run_id, "FINISHED")
     except BaseException:
         client.set_terminated(run_id, "FAILED")

@@ -157,9 +157,36 @@ def test_a_corrupt_condition_fails_only_its_own_request(tiny_model, conditions):
     good = [results[0], results[2]]
     assert all(r.error is None and r.image.size == (32, 32) for r in good)
     bad = results[1]
-    assert bad.image is None
-    assert "UnidentifiedImageError" in bad.error
+    assert bad.image is None and bad.input_error
+    assert bad.error.startswith("unreadable condition image")
     assert "corrupt.png" in bad.error
+
+
+class _OutOfMemoryAbove(ImageGenerator):
+    """A real generator whose device 'has memory' for at most `limit` images per call."""
+
+    limit = 2
+    calls: list[int]
+
+    def _call(self, batch):
+        self.calls = [*getattr(self, "calls", []), len(batch)]
+        if len(batch) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super()._call(batch)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_image(tiny_model):
+    reference = ImageGenerator(config(tiny_model, batch_size=1))
+    generator = _OutOfMemoryAbove(config(tiny_model, batch_size=8))
+    requests = [request(seed) for seed in range(8)]
+
+    results = generator.generate(requests)
+
+    assert generator.calls == [8, 4, 2, 2, 2, 2]
+    assert generator.batch_size == 2
+    expected = reference.generate(requests)
+    for got, want in zip(results, expected, strict=True):
+        assert np.abs(pixels(got) - pixels(want)).max() <= 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

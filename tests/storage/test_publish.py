@@ -9,6 +9,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from synthset.generators.pipeline import ImageGenerator
 from synthset.generators.shard import ShardFailed, generate_shard
 from synthset.manifest import Manifest, load_manifest
 from synthset.plan import make_plan
@@ -218,22 +219,42 @@ def test_failed_generations_are_published_as_rejected_rows(tiny_model):
     rejected = pd.read_parquet(published.path / "rejected.parquet")
     row = rejected.iloc[0]
     assert (row["prompt"], row["reject_reason"]) == ("a broken one", "generation_failed")
-    assert "UnidentifiedImageError" in row["detail"]
+    assert row["detail"].startswith("unreadable condition image") and "broken.png" in row["detail"]
     assert row["file_name"] is None or pd.isna(row["file_name"])
     assert len(os.listdir(published.path / "images")) == 2
     ds = load_imagefolder(published.path)
     assert ds.num_rows == 2
 
 
-def test_a_shard_where_every_image_fails_raises_and_is_not_marked_done(tiny_model):
+def test_a_shard_of_unreadable_inputs_is_written_with_every_row_rejected(tiny_model):
     Path("broken.png").write_bytes(b"not an image at all")
     manifest, plan = plan_for(
-        "pub-allfail",
+        "pub-allinput",
         tiny_model,
         items=[{"prompt": "x", "count": 2, "conditions": {"image": "broken.png"}}],
         pipeline="img2img",
     )
 
-    with pytest.raises(ShardFailed, match="all 2 images failed; first error: Unidentified"):
+    report = generate_shard(manifest.generator, plan.shards[0])
+
+    assert (report.images, report.errors) == (0, 2)
+    assert plan.shards[0].done
+
+
+def test_a_shard_where_every_generation_fails_raises_and_is_not_marked_done(
+    tiny_model, monkeypatch
+):
+    """A model that fails on every image is a problem of the run, not of the samples."""
+    manifest, plan = plan_for(
+        "pub-allfail", tiny_model, items=[{"prompt": "x", "count": 2, "seed": 1}]
+    )
+
+    def broken_model(self, batch):
+        raise RuntimeError("weights are corrupt")
+
+    monkeypatch.setattr(ImageGenerator, "_call", broken_model)
+    with pytest.raises(
+        ShardFailed, match="all 2 images failed; first error: RuntimeError: weights are corrupt"
+    ):
         generate_shard(manifest.generator, plan.shards[0])
     assert not plan.shards[0].done

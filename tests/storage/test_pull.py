@@ -104,7 +104,7 @@ def test_pull_to_hugging_face(tiny_model, tracking_uri, cache, tmp_path):
 
 def test_pull_by_version_and_alias_into_a_chosen_folder(tiny_model, tracking_uri, tmp_path):
     first = new_version("pull-refs", tiny_model, tracking_uri, seed=1)
-    second = new_version("pull-refs", tiny_model, tracking_uri, seed=2)
+    second = new_version("pull-refs", tiny_model, tracking_uri, seed=10)
     set_alias("pull-refs", 1, "production", tracking_uri)
 
     old = pull("pull-refs", "production", tracking_uri=tracking_uri, to=tmp_path / "prod")
