@@ -63,8 +63,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from synthset.flows.generate import PROGRESS_LISTENERS, generate_dataset
     from synthset.manifest import load_manifest
+    from synthset.servers import require_reachable
 
     load_manifest(args.manifest)
+    require_reachable(args.tracking_uri)
     if not os.environ.get("PREFECT_API_URL"):
         print(
             "synthset: PREFECT_API_URL is not set; Prefect will use a temporary server "

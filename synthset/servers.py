@@ -107,6 +107,23 @@ def services() -> list[Service]:
     ]
 
 
+def require_reachable(tracking_uri: str | None = None) -> None:
+    """Fail before any work when a configured Prefect API or MLflow server does not answer."""
+    configured = {
+        "prefect": os.environ.get("PREFECT_API_URL"),
+        "mlflow": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
+    }
+    for service in services():
+        url = configured[service.name]
+        if url and url.startswith("http"):
+            service = Service(service.name, url, url.rstrip("/") + "/health", service.ui_url)
+            if not is_up(service):
+                raise SynthsetError(
+                    f"the {service.name} server does not answer at {url}; start "
+                    "the local servers with `make servers` or fix the URL"
+                )
+
+
 def is_up(service: Service) -> bool:
     try:
         with urllib.request.urlopen(service.health_url, timeout=2) as response:
@@ -173,6 +190,8 @@ def stop(service: Service, timeout: float = 20.0) -> str:
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
             os.killpg(pid, 0)
             time.sleep(0.2)
         os.killpg(pid, signal.SIGKILL)

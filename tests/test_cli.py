@@ -88,3 +88,10 @@ items: [{{prompt: a green one, count: 4, seed: 5}}]
 
     assert main(["tag", "cli-roundtrip@1", "latest", "--tracking-uri", tracking_uri]) == 2
     assert "'latest' moves by itself" in capsys.readouterr().err
+
+
+def test_run_refuses_to_start_when_mlflow_does_not_answer(tmp_path, capsys):
+    path = write_manifest(tmp_path, "dataset: d\nitems: [{prompt: x}]\n")
+    assert main(["run", str(path), "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    assert "the mlflow server does not answer at http://127.0.0.1:9" in capsys.readouterr().err
+    assert not (tmp_path / "datasets").exists()
