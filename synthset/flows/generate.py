@@ -6,7 +6,9 @@ Thin wiring: every step is a library call (`synthset.plan`, `synthset.generators
 
 from __future__ import annotations
 
+import importlib
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,11 +98,14 @@ def generate_dataset(
 ) -> dict[str, Any]:
     """Generate, publish and version the dataset a manifest describes.
 
+    MLflow (a second or more to import) is imported in the background while images are made.
+
     Returns the version's name, number, folder, digest, image counts, MLflow run id and the
     flow run's id.
     """
     logger = get_run_logger()
     t0 = time.perf_counter()
+    threading.Thread(target=importlib.import_module, args=("mlflow",), daemon=True).start()
     manifest = load_manifest(manifest_path)
     plan = make_plan(manifest, datasets_root)
     total = len(plan.requests)

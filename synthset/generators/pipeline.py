@@ -76,17 +76,20 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
+_LOADERS = {
+    "text2img": "DiffusionPipeline",
+    "img2img": "AutoPipelineForImage2Image",
+    "inpaint": "AutoPipelineForInpainting",
+}
+
+
 @functools.lru_cache(maxsize=4)
 def load_pipeline(model: str, kind: str, scheduler: str | None, dtype: str, device: str) -> Any:
     """Load a diffusers pipeline once per process for each distinct (model, kind, ...) key."""
     import diffusers
 
     _quiet_libraries()
-    loader = {
-        "text2img": diffusers.DiffusionPipeline,
-        "img2img": diffusers.AutoPipelineForImage2Image,
-        "inpaint": diffusers.AutoPipelineForInpainting,
-    }[kind]
+    loader = getattr(diffusers, _LOADERS[kind])
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     try:
