@@ -3,7 +3,14 @@
 import numpy as np
 
 from synthset.models.digits import load_split, paint, upscale
-from synthset.models.judge import Judge, judge_accuracy, load_judge, save_judge, stroke_map, train_judge
+from synthset.models.judge import (
+    Judge,
+    judge_accuracy,
+    load_judge,
+    save_judge,
+    stroke_map,
+    train_judge,
+)
 
 
 def test_packaged_judge_is_accurate_on_held_out_digits():
