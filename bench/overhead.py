@@ -5,9 +5,9 @@ loop loads the same pipeline with `DiffusionPipeline.from_pretrained`, sets the 
 and generates the same prompts with the same per-image seeds and batch size; `synthset run`
 additionally plans, writes shards, publishes the version and records it in MLflow, against the
 Prefect and MLflow servers of `make servers`. Prints both wall times and their ratio
-(target: ≤ 1.10 at N=256 on the default model).
+(target: ≤ 1.10 at N=256 on the default model at its default settings).
 
-    python bench/overhead.py [--images 256] [--model synthset/tiny-random] [--repeats 1]
+    python bench/overhead.py [--images 256] [--model NAME] [--steps 20] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ def main() -> None:
     parser.add_argument("--model", default=GeneratorConfig().model)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=GeneratorConfig().steps)
+    parser.add_argument("--guidance", type=float, default=GeneratorConfig().guidance_scale)
+    parser.add_argument("--scheduler", default=None)
     args = parser.parse_args()
 
     os.environ.setdefault("PREFECT_API_URL", servers.DEFAULT_PREFECT_API_URL)
@@ -107,7 +110,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        defaults = GeneratorConfig(model=args.model, batch_size=args.batch_size)
+        defaults = GeneratorConfig(
+            model=args.model,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            guidance_scale=args.guidance,
+            scheduler=args.scheduler,
+        )
         generator = defaults.model_dump(exclude_defaults=False, exclude={"height", "width"})
         manifest_path = _manifest(folder, args.images, generator)
         plan = make_plan(load_manifest(manifest_path), folder / "unused")
