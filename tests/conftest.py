@@ -61,3 +61,18 @@ def write_manifest(folder: Path, text: str, name: str = "manifest.yaml") -> Path
     path = folder / name
     path.write_text(text)
     return path
+
+
+def generate_and_publish(text: str):
+    """Write manifest `text` to the current folder, generate all its shards and publish them."""
+    from synthset.generators.shard import generate_shard
+    from synthset.manifest import load_manifest
+    from synthset.plan import make_plan
+    from synthset.storage.publish import publish
+
+    manifest = load_manifest(write_manifest(Path.cwd(), text))
+    plan = make_plan(manifest)
+    for shard in plan.shards:
+        generate_shard(manifest.generator, shard)
+    published = publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest)
+    return manifest, plan, published

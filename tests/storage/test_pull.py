@@ -9,13 +9,9 @@ from mlflow import MlflowClient
 from torch.utils.data import DataLoader
 
 from synthset.errors import DigestMismatch, SynthsetError
-from synthset.generators.shard import generate_shard
-from synthset.manifest import load_manifest
-from synthset.plan import make_plan
-from synthset.storage.publish import publish
 from synthset.storage.pull import ImageDataset, pull
 from synthset.storage.versioning import record_version, set_alias
-from tests.conftest import write_manifest
+from tests.conftest import generate_and_publish
 
 
 def new_version(name, model, uri, seed=1):
@@ -26,11 +22,7 @@ def new_version(name, model, uri, seed=1):
         f"items: [{{prompt: a red seven, count: 2, seed: {seed}, tags: [red, digit]}},\n"
         f"        {{prompt: a blue one, seed: {seed}}}]\n"
     )
-    manifest = load_manifest(write_manifest(Path.cwd(), text))
-    plan = make_plan(manifest)
-    for shard in plan.shards:
-        generate_shard(manifest.generator, shard)
-    published = publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest)
+    manifest, plan, published = generate_and_publish(text)
     record_version(published, manifest, plan.requests_frame(), {"images": 3}, uri)
     return published
 

@@ -1,16 +1,12 @@
 """Dataset versions as MLflow runs in a real SQLite tracking store: record, list, aliases."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from synthset.errors import DatasetNotFound, SynthsetError
-from synthset.generators.shard import generate_shard
-from synthset.manifest import load_manifest, plan_digest
-from synthset.plan import make_plan
-from synthset.storage.publish import PublishedVersion, publish
+from synthset.manifest import plan_digest
+from synthset.storage.publish import PublishedVersion
 from synthset.storage.versioning import (
     list_datasets,
     list_versions,
@@ -18,7 +14,7 @@ from synthset.storage.versioning import (
     resolve_version,
     set_alias,
 )
-from tests.conftest import write_manifest
+from tests.conftest import generate_and_publish
 
 
 def new_published(name, model, seed=1, count=2):
@@ -28,12 +24,7 @@ def new_published(name, model, seed=1, count=2):
         f"generator: {{model: {model}, steps: 2, device: cpu}}\n"
         f"items: [{{prompt: a red seven, count: {count}, seed: {seed}}}]\n"
     )
-    manifest = load_manifest(write_manifest(Path.cwd(), text))
-    plan = make_plan(manifest)
-    for shard in plan.shards:
-        generate_shard(manifest.generator, shard)
-    published = publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest)
-    return manifest, plan, published
+    return generate_and_publish(text)
 
 
 def record(manifest, plan, published, uri):
