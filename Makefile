@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MANIFEST ?= examples/quickstart.yaml
 
-export PREFECT_API_URL ?= http://127.0.0.1:4200/api
-export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
+SERVER_TARGETS := run servers bench
+$(SERVER_TARGETS): export PREFECT_API_URL ?= http://127.0.0.1:4200/api
+$(SERVER_TARGETS): export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
 
 .PHONY: run test stop servers lint format bench clean
 

@@ -59,6 +59,7 @@ def _ui_links(result: dict, tracking_uri: str | None) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from prefect.settings import PREFECT_API_URL
     from tqdm import tqdm
 
     from synthset.flows.generate import PROGRESS_LISTENERS, generate_dataset
@@ -67,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     load_manifest(args.manifest)
     require_reachable(args.tracking_uri)
-    if not os.environ.get("PREFECT_API_URL"):
+    if not PREFECT_API_URL.value():
         print(
             "synthset: PREFECT_API_URL is not set; Prefect will use a temporary server "
             "(start one with `make servers`)",

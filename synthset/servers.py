@@ -109,8 +109,10 @@ def services() -> list[Service]:
 
 def require_reachable(tracking_uri: str | None = None) -> None:
     """Fail before any work when a configured Prefect API or MLflow server does not answer."""
+    from prefect.settings import PREFECT_API_URL
+
     configured = {
-        "prefect": os.environ.get("PREFECT_API_URL"),
+        "prefect": PREFECT_API_URL.value(),
         "mlflow": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
     }
     for service in services():

@@ -11,6 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Tests bring their own stores; servers configured in the caller's shell must not leak in.
+for _name in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
+    os.environ.pop(_name, None)
 
 # Prefect binds its console log handler to the stderr of the moment it first logs; set it up
 # now so the handler is not bound to a per-test stream that capsys closes afterwards.
