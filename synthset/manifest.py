@@ -24,6 +24,13 @@ from pydantic import (
     model_validator,
 )
 
+from synthset.curation.config import (
+    ClipConfig,
+    CurationConfig,
+    DedupConfig,
+    TaggingConfig,
+    is_path_like,
+)
 from synthset.errors import ManifestError
 from synthset.generators.schedulers import SCHEDULERS
 
@@ -127,6 +134,7 @@ class Manifest(BaseModel):
     shard_size: int = Field(64, ge=1, le=100_000)
     items: list[Item] = Field(default_factory=list)
     items_from: list[str] = Field(default_factory=list)
+    curation: CurationConfig = Field(default_factory=CurationConfig)
 
     @field_validator("items_from", mode="before")
     @classmethod
@@ -156,6 +164,10 @@ _MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("generator",): GeneratorConfig,
     ("items", "*"): Item,
     ("items", "*", "conditions"): Conditions,
+    ("curation",): CurationConfig,
+    ("curation", "clip"): ClipConfig,
+    ("curation", "dedup"): DedupConfig,
+    ("curation", "tags"): TaggingConfig,
 }
 
 
@@ -369,10 +381,76 @@ def load_manifest(path: str | Path) -> Manifest:
                 file, f"no such model folder: {model}", where="generator", field="model"
             )
         manifest.generator.model = str(model_path)
+    _resolve_clip_weights(manifest.curation.clip, base, file)
     manifest = manifest.model_copy(update={"items": items, "items_from": []})
     _check_conditions(manifest, file)
     expand(manifest, file=file)
+    _check_topup_seeds(manifest, file)
     return manifest
+
+
+def _resolve_clip_weights(clip: ClipConfig, base: Path, file: str) -> None:
+    """Make a checkpoint file or `local-dir:` folder absolute; it must exist."""
+    where = "curation.clip"
+    if clip.model.startswith("local-dir:"):
+        folder = (base / clip.model.removeprefix("local-dir:")).expanduser().resolve()
+        if not folder.is_dir():
+            raise ManifestError(file, f"no such folder: {clip.model}", where=where, field="model")
+        clip.model = f"local-dir:{folder}"
+    if clip.pretrained is not None and is_path_like(clip.pretrained):
+        path = (base / clip.pretrained).expanduser().resolve()
+        if not path.is_file():
+            raise ManifestError(
+                file, f"no such checkpoint file: {clip.pretrained}", where=where, field="pretrained"
+            )
+        clip.pretrained = str(path)
+
+
+def _image_identity(item: Item) -> dict[str, Any]:
+    cond = item.conditions or Conditions()
+    return {
+        "prompt": item.prompt,
+        "negative_prompt": item.negative_prompt,
+        "image": _file_digest(cond.image),
+        "mask": _file_digest(cond.mask),
+    }
+
+
+def _base_seed(item: Item, image: dict[str, Any]) -> int:
+    if item.seed is not None:
+        return item.seed
+    return int(_digest({**image, "tags": item.tags, "metadata": item.metadata})[:8], 16)
+
+
+def _check_topup_seeds(manifest: Manifest, file: str) -> None:
+    """Top-ups take an item's next seeds; they must not reach seeds of a same-prompt item.
+
+    Items that make the same image for the same seed (same prompt, negative prompt and
+    condition files) need seed ranges `[seed, seed + max attempts)` that do not overlap.
+    """
+    curation = manifest.curation
+    if not curation.enabled or curation.attempt_budget == 1:
+        return
+    groups: dict[str, list[tuple[int, int, int]]] = {}
+    for i, item in enumerate(manifest.items):
+        image = _image_identity(item)
+        start = _base_seed(item, image)
+        span = curation.max_attempts(item.count)
+        for lo, hi in ((start, min(start + span, _SEED_SPACE)), (0, start + span - _SEED_SPACE)):
+            if hi > lo:
+                groups.setdefault(_digest(image), []).append((lo, hi, i))
+    for ranges in groups.values():
+        ranges.sort()
+        for (_, hi, first), (lo, _, second) in zip(ranges, ranges[1:], strict=False):
+            if lo < hi and first != second:
+                a, b = sorted((first, second))
+                raise ManifestError(
+                    file,
+                    f"top-ups would repeat images of items[{a}] (same prompt; each item may "
+                    f"use {curation.attempt_budget:g} × count seeds from its own); space the "
+                    "seeds further apart, merge the items or lower curation.attempt_budget",
+                    where=f"items[{b}]",
+                )
 
 
 def _digest(obj: Any) -> str:
@@ -401,14 +479,8 @@ def expand(
     seen: dict[str, int] = {}
     for i, item in enumerate(manifest.items):
         cond = item.conditions or Conditions()
-        image = {
-            "prompt": item.prompt,
-            "negative_prompt": item.negative_prompt,
-            "image": _file_digest(cond.image),
-            "mask": _file_digest(cond.mask),
-        }
-        described = {**image, "tags": item.tags, "metadata": item.metadata}
-        base_seed = item.seed if item.seed is not None else int(_digest(described)[:8], 16)
+        image = _image_identity(item)
+        base_seed = _base_seed(item, image)
         count = item.count + (extra or {}).get(i, 0)
         for index in range(count):
             seed = (base_seed + index) % _SEED_SPACE
@@ -440,5 +512,9 @@ def expand(
 
 
 def plan_digest(manifest: Manifest) -> str:
-    """Identifies a manifest's resolved content: equal digests mean the same requested images."""
-    return _digest(manifest.model_dump(exclude={"description"}))[:16]
+    """Identifies a manifest's resolved content: equal digests mean the same requested images.
+
+    The curation section is left out: it decides what is kept, not what an image looks like,
+    so a run with other thresholds resumes from the same generated shards.
+    """
+    return _digest(manifest.model_dump(exclude={"description", "curation"}))[:16]

@@ -7,7 +7,9 @@ folder, so a resumed run finds the shards it already finished.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -49,15 +51,36 @@ class Plan:
         return pd.DataFrame([request_row(r) for r in self.requests])
 
 
+def _cut(
+    requests: Sequence[GenerationRequest], size: int, layout: DatasetLayout, digest: str, first: int
+) -> tuple[Shard, ...]:
+    shards = []
+    for n, start in enumerate(range(0, len(requests), size)):
+        chunk = tuple(requests[start : start + size])
+        sid = shard_id(chunk)
+        shards.append(Shard(first + n, sid, layout.shard_dir(digest, sid), chunk))
+    return tuple(shards)
+
+
 def make_plan(manifest: Manifest, root: str | Path | None = None) -> Plan:
     """Expand `manifest` and cut its requests into shards of `manifest.shard_size`."""
     layout = DatasetLayout(Path(root).resolve() if root else datasets_root(), manifest.dataset)
     digest = plan_digest(manifest)
-    requests = expand(manifest)
-    size = manifest.shard_size
-    shards = []
-    for index, start in enumerate(range(0, len(requests), size)):
-        chunk = tuple(requests[start : start + size])
-        sid = shard_id(chunk)
-        shards.append(Shard(index, sid, layout.shard_dir(digest, sid), chunk))
-    return Plan(manifest, digest, layout, tuple(shards))
+    shards = _cut(expand(manifest), manifest.shard_size, layout, digest, 0)
+    return Plan(manifest, digest, layout, shards)
+
+
+def extend_plan(plan: Plan, more: Mapping[int, int]) -> tuple[Plan, tuple[Shard, ...]]:
+    """The plan with `more[item]` further images of those items, and the new shards.
+
+    The new images take each item's next indices and seeds, so a resumed run asks for the
+    same ones again and finds their shards done in staging.
+    """
+    manifest = plan.manifest
+    have = Counter(r.item_index for r in plan.requests)
+    extra = {}
+    for item, n in more.items():
+        extra[item] = have[item] + n - manifest.items[item].count
+    new = [r for r in expand(manifest, extra=extra) if r.index >= have[r.item_index]]
+    shards = _cut(new, manifest.shard_size, plan.layout, plan.digest, len(plan.shards))
+    return replace(plan, shards=plan.shards + shards), shards

@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from synthset.manifest import Manifest
 
+if TYPE_CHECKING:
+    from synthset.curation.curate import Curation
+
+
+def _curation_lines(curation: Curation) -> list[str]:
+    m = curation.metrics
+    lines = [
+        "## Curation",
+        "",
+        f"- kept {int(m['kept'])} of {int(m['generated'])} generated images "
+        f"({m['kept_fraction']:.1%}); mean CLIP score {m['mean_clip_score']:.2f}; "
+        f"duplicate rate {m['duplicate_rate']:.1%}",
+        "- rejected: "
+        + (", ".join(f"{k} {v}" for k, v in curation.rejected_counts().items()) or "none"),
+    ]
+    if curation.prior_versions:
+        lines.append(
+            "- deduplicated against " + ", ".join(f"v{v}" for v in curation.prior_versions)
+        )
+    lines.append(
+        "- files: `curation.json` (per-item table), `index/` (FAISS index, id map, float16 "
+        "CLIP embeddings)"
+    )
+    short = curation.shortfall()
+    if len(short):
+        lines += ["", "**Items short of their count** (attempt budget spent):", ""]
+        lines += [
+            "| item | prompt | wanted | kept | attempted |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {r.item} | {str(r.prompt).replace('|', '/')} | {r.count} | {r.kept} | "
+            f"{r.attempted} |"
+            for r in short.head(50).itertuples()
+        ]
+    return [*lines, ""]
+
 
 def dataset_card(
-    manifest: Manifest, version: int, digest: str, kept: pd.DataFrame, rejected: pd.DataFrame
+    manifest: Manifest,
+    version: int,
+    digest: str,
+    kept: pd.DataFrame,
+    rejected: pd.DataFrame,
+    curation: Curation | None = None,
 ) -> str:
     """Markdown that says what the version holds, how it was made and how to load it."""
     g = manifest.generator
@@ -31,6 +75,7 @@ def dataset_card(
         "| --- | --- |",
         *(f"| {p.replace('|', '/')} | {n} |" for p, n in prompts.items()),
         "",
+        *(_curation_lines(curation) if curation is not None else []),
         "## Load",
         "",
         "```python",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -18,9 +20,15 @@ from synthset.storage.digest import content_digest
 from synthset.storage.layout import DatasetLayout
 from synthset.storage.shards import read_shard_rows
 
+if TYPE_CHECKING:
+    from synthset.curation.curate import Curation
+
 METADATA = "metadata.parquet"
 REJECTED = "rejected.parquet"
 MANIFEST = "manifest.yaml"
+CURATION = "curation.json"
+_INTERNAL = ("status", "error", "decode_error")
+_DECISIONS = ("reject_reason", "detail", "dup_of", "dup_tier", "dup_version")
 
 
 @dataclass(frozen=True)
@@ -42,27 +50,74 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _assemble(
-    folder: Path, shards: Sequence[Path], manifest: Manifest
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    shutil.rmtree(folder, ignore_errors=True)
-    (folder / "images").mkdir(parents=True)
+def _split_uncurated(shards: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = pd.concat([read_shard_rows(s) for s in shards], ignore_index=True)
     rows = rows.sort_values(["item_index", "index"], kind="stable", ignore_index=True)
     ok = rows["status"] == "ok"
-    first = ["sample_id", "file_name"]
-    rows = rows[first + [c for c in rows.columns if c not in first]]
-    kept = rows[ok].drop(columns=["status", "error"]).reset_index(drop=True)
-    rejected = rows[~ok].drop(columns=["status"]).rename(columns={"error": "detail"})
+    rejected = rows[~ok].rename(columns={"error": "detail"})
     rejected.insert(1, "reject_reason", "generation_failed")
+    return rows[ok].reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def _split_curated(curation: Curation) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = curation.rows
+    kept = rows[curation.kept].drop(columns=list(_DECISIONS)).reset_index(drop=True)
+    rejected = rows[~curation.kept].copy()
+    rejected["file_name"] = None
+    rejected.insert(1, "reject_reason", rejected.pop("reject_reason"))
+    return kept, rejected.reset_index(drop=True)
+
+
+def _ordered(frame: pd.DataFrame, first: Sequence[str]) -> pd.DataFrame:
+    frame = frame.drop(columns=[c for c in _INTERNAL if c in frame])
+    head = [c for c in first if c in frame]
+    return frame[head + [c for c in frame.columns if c not in head]]
+
+
+def _curation_report(curation: Curation, manifest: Manifest) -> dict[str, Any]:
+    items = curation.items.astype(object).where(curation.items.notna(), None)
+    return {
+        "config": manifest.curation.model_dump(mode="json"),
+        "scorer": curation.scorer,
+        "metrics": curation.metrics,
+        "rejected": curation.rejected_counts(),
+        "prior_versions": curation.prior_versions,
+        "prior_skipped": curation.prior_skipped,
+        "items": items.to_dict(orient="records"),
+    }
+
+
+def _assemble(
+    folder: Path, shards: Sequence[Path], manifest: Manifest, curation: Curation | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "images").mkdir(parents=True)
+    kept, rejected = _split_uncurated(shards) if curation is None else _split_curated(curation)
+    kept = _ordered(kept, ["sample_id", "file_name"])
+    rejected = _ordered(rejected, ["sample_id", "reject_reason", "detail", "file_name"])
+    wanted = {Path(f).name for f in kept["file_name"]}
     for shard in shards:
         for image in (shard / "images").iterdir():
-            _link_or_copy(image, folder / "images" / image.name)
+            if image.name in wanted:
+                _link_or_copy(image, folder / "images" / image.name)
     kept.to_parquet(folder / METADATA, index=False)
     rejected.to_parquet(folder / REJECTED, index=False)
     (folder / MANIFEST).write_text(
         yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     )
+    if curation is not None:
+        from synthset.curation.index import save_index
+
+        report = _curation_report(curation, manifest)
+        (folder / CURATION).write_text(json.dumps(report, indent=2, default=str) + "\n")
+        scorer = (curation.scorer or {}).get("clip")
+        save_index(
+            folder,
+            curation.embeddings[curation.kept],
+            kept["sample_id"].tolist(),
+            scorer,
+            manifest.curation.dedup.semantic_index,
+        )
     return kept, rejected
 
 
@@ -72,18 +127,24 @@ def publish(
     shards: Sequence[Path],
     manifest: Manifest,
     first_version: int = 1,
+    curation: Curation | None = None,
 ) -> PublishedVersion:
     """Build the version in staging, then rename it to the first free `v<N>` ≥ `first_version`.
 
+    Without `curation` every generated image is kept and failed generations are rejected.
+    With it, its decisions are applied: kept rows carry their scores, rejected rows their
+    reason and scores, and the folder gets `curation.json` and the semantic `index/`.
     Readers never see a partial version: until the rename, the folder is under `.staging/`.
     The staging folder of the plan (its shards) is removed once the version is published.
     """
     staging = layout.staging_dir(plan) / "version"
-    kept, rejected = _assemble(staging, shards, manifest)
+    kept, rejected = _assemble(staging, shards, manifest, curation)
     digest = content_digest(staging, zip(kept["sample_id"], kept["file_name"], strict=True))
     version = max([first_version, *(v + 1 for v in layout.versions())])
     while True:
-        (staging / "README.md").write_text(dataset_card(manifest, version, digest, kept, rejected))
+        (staging / "README.md").write_text(
+            dataset_card(manifest, version, digest, kept, rejected, curation)
+        )
         target = layout.version_dir(version)
         try:
             if target.exists():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,8 +171,21 @@ def set_alias(
     return resolve_version(name, info.version, tracking_uri)
 
 
+_PARAM_CHARS = 500
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out |= _flatten(f"{prefix}.{key}", inner)
+        return out
+    return {prefix: value}
+
+
 def _params(manifest: Manifest, images_requested: int) -> dict[str, str]:
     params = {f"generator.{k}": v for k, v in manifest.generator.model_dump().items()}
+    params |= _flatten("curation", manifest.curation.model_dump(mode="json"))
     params |= {
         "dataset": manifest.dataset,
         "shard_size": manifest.shard_size,
@@ -180,7 +193,8 @@ def _params(manifest: Manifest, images_requested: int) -> dict[str, str]:
         "images_requested": images_requested,
         "plan": plan_digest(manifest),
     }
-    return {k: str(v) for k, v in params.items()}
+    out = {k: str(v) for k, v in params.items()}
+    return {k: v if len(v) <= _PARAM_CHARS else v[: _PARAM_CHARS - 1] + "…" for k, v in out.items()}
 
 
 def _log_manifest_input(
@@ -217,11 +231,14 @@ def record_version(
     requests: pd.DataFrame,
     metrics: Mapping[str, float],
     tracking_uri: str | None = None,
+    series: Mapping[str, Sequence[float]] | None = None,
 ) -> str:
     """Record a published version as a finished MLflow run; `latest` moves to the highest version.
 
-    The run carries the version tags only once its artifacts are uploaded, so a run that
-    failed half-way is never mistaken for a version. Returns the run id.
+    `series` are per-item metrics, logged with the item index as the step (one chart per
+    metric in the MLflow UI; NaN values are left out). The run carries the version tags only
+    once its artifacts are uploaded, so a run that failed half-way is never mistaken for a
+    version. Returns the run id.
     """
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
@@ -241,6 +258,14 @@ def record_version(
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
             params=[Param(k, v) for k, v in _params(manifest, len(requests)).items()],
         )
+        steps = [
+            Metric(key, float(v), now, step)
+            for key, values in (series or {}).items()
+            for step, v in enumerate(values)
+            if v == v
+        ]
+        for start in range(0, len(steps), 1000):
+            client.log_batch(run_id, metrics=steps[start : start + 1000])
         _log_manifest_input(client, run_id, manifest, requests)
         _upload_folder(client, run_id, published.path)
         client.log_batch(

@@ -1,0 +1,146 @@
+"""The CLIP scorer: any open_clip model, loaded once per process, embedding images and prompts.
+
+Scores are CLIPScore units as torchmetrics reports them: 100 × max(cos(image, prompt), 0).
+Embeddings are L2-normalised float32 (stored as float16 with the dataset). Prompt embeddings
+are cached by text, so a shard of one prompt encodes it once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from synthset.curation.config import ClipConfig
+from synthset.errors import SynthsetError
+
+log = logging.getLogger(__name__)
+
+_TEXT_CACHE_LIMIT = 100_000
+
+
+def resolve_device(device: str) -> str:
+    """`auto` is CUDA when a GPU is visible, else CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SynthsetError(
+            f"curation.clip.device is {device!r} but no CUDA device is visible; use auto or cpu"
+        )
+    return device
+
+
+class ClipScorer:
+    """One open_clip model with its preprocessing and tokenizer.
+
+    `identity` says which weights these are: embeddings of scorers with different identities
+    are not comparable (prior-version dedup checks it).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        preprocess: Any,
+        tokenizer: Any,
+        identity: dict[str, Any],
+        device: str = "cpu",
+    ):
+        self.model, self.preprocess, self.tokenizer = model, preprocess, tokenizer
+        self.identity = identity
+        self.device = device
+        self._texts: dict[str, np.ndarray] = {}
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        """Length of an embedding (measured once, on a text)."""
+        if self._dim is None:
+            self._dim = int(self.embed_texts(["a"]).shape[1])
+        return self._dim
+
+    @property
+    def logit_scale(self) -> float:
+        """The model's learned temperature (exp of `logit_scale`), at most 100 as in CLIP."""
+        scale = getattr(self.model, "logit_scale", None)
+        return 100.0 if scale is None else float(min(scale.exp().item(), 100.0))
+
+    def encode(self, batch: Any) -> np.ndarray:
+        """Normalised embeddings of a batch of preprocessed image tensors (B, C, H, W)."""
+        import torch
+
+        with torch.inference_mode():
+            features = self.model.encode_image(batch.to(self.device))
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.cpu().numpy()
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
+        """(N, D) float32 normalised embeddings of PIL images, `batch_size` at a time."""
+        import torch
+
+        out = [np.zeros((0, self.dim), np.float32)]
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            out.append(self.encode(torch.stack([self.preprocess(im) for im in chunk])))
+        return np.concatenate(out)
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """(N, D) float32 normalised embeddings of texts; each distinct text is encoded once."""
+        import torch
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self._texts))
+        if len(self._texts) + len(missing) > _TEXT_CACHE_LIMIT:
+            self._texts.clear()
+            missing = list(dict.fromkeys(texts))
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            with torch.inference_mode():
+                tokens = self.tokenizer(chunk).to(self.device)
+                features = self.model.encode_text(tokens)
+                features = torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
+            self._texts.update(zip(chunk, features, strict=True))
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._texts[t] for t in texts]).astype(np.float32, copy=False)
+
+    def clip_scores(self, image_embeddings: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+        """CLIPScore of each image embedding with its own prompt: 100 × max(cos, 0)."""
+        if len(image_embeddings) != len(prompts):
+            raise ValueError(
+                f"one prompt per image: got {len(image_embeddings)} images, {len(prompts)} prompts"
+            )
+        cos = (image_embeddings * self.embed_texts(prompts)).sum(axis=1)
+        return (100.0 * np.maximum(cos, 0.0)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def load_scorer(model: str, pretrained: str | None, device: str = "auto") -> ClipScorer:
+    """Load an open_clip model once per process for each (model, pretrained, device).
+
+    `synthset-tiny-clip` without `pretrained` is the embedded default with its packaged
+    weights; other names take an open_clip pretrained tag or a checkpoint file, `hf-hub:` and
+    `local-dir:` names carry their own weights.
+    """
+    from synthset.models.clip import load_clip
+
+    device = resolve_device(device)
+    try:
+        net, preprocess, tokenizer = load_clip(model, pretrained=pretrained, device=device)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SynthsetError(
+            f"cannot load CLIP model {model!r} (pretrained {pretrained!r}): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
+    identity = ClipConfig(model=model, pretrained=pretrained).identity()
+    log.info("loaded CLIP %s (%s) on %s", model, pretrained or "default weights", device)
+    return ClipScorer(net, preprocess, tokenizer, identity, device)
+
+
+def scorer_for(config: ClipConfig) -> ClipScorer:
+    """The process's scorer for a manifest's `curation.clip`."""
+    return load_scorer(config.model, config.pretrained, config.device)

@@ -1,0 +1,252 @@
+"""FAISS indexes of normalised embeddings and the pairs above a cosine threshold.
+
+Small sets use an exact `IndexFlatIP`. Large ones use an `IndexIVFFlat` (spherical k-means
+cells, vectors stored in full): a query probes the `nprobe` cells nearest to it and is
+compared exactly with every vector there. The comparison runs cell by cell as one batched
+inner-product search over all queries that probe the cell, so it is matrix multiplication,
+not one query at a time; a pair is found when either side's probes reach the other's cell,
+and every reported cosine is exact. `auto` picks flat up to `FLAT_MAX` vectors.
+
+A version folder keeps its index under `index/`: `semantic.faiss`, `ids.parquet` (FAISS id →
+sample id, the id map), `embeddings.npy` (float16) and `index.json` (which scorer made the
+embeddings and which index this is).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+FLAT_MAX = 20_000
+NPROBE = 6
+INDEX_DIR = "index"
+_POINTS_PER_CELL = 20
+_KMEANS_ITERATIONS = 10
+_TOLERANCE = 1e-6
+
+Kind = Literal["auto", "flat", "ivf"]
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Pairs of rows and what relates them: `left[k]` ~ `right[k]` at `value[k]`.
+
+    `value` is the exact cosine for embeddings, the Hamming distance for hashes.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.left)
+
+    @staticmethod
+    def empty() -> Pairs:
+        return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def choose_kind(n: int, kind: Kind = "auto", flat_max: int = FLAT_MAX) -> str:
+    """`flat` or `ivf` for `n` vectors; `auto` is flat up to `flat_max` vectors."""
+    if kind != "auto":
+        return kind
+    return "flat" if n <= flat_max else "ivf"
+
+
+def cell_count(n: int) -> int:
+    """IVF cells for `n` vectors: the power of two nearest 2·√n, at least 16."""
+    return max(16, 2 ** round(math.log2(2 * math.sqrt(max(n, 1)))))
+
+
+def _as_float32(vectors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _train_quantizer(vectors: np.ndarray, nlist: int, seed: int) -> Any:
+    faiss = _faiss()
+    n, d = vectors.shape
+    rng = np.random.default_rng(seed)
+    sample = min(n, nlist * _POINTS_PER_CELL)
+    train = vectors if sample == n else vectors[np.sort(rng.choice(n, sample, replace=False))]
+    kmeans = faiss.Kmeans(
+        d,
+        nlist,
+        niter=_KMEANS_ITERATIONS,
+        spherical=True,
+        seed=seed,
+        min_points_per_centroid=1,
+        max_points_per_centroid=_POINTS_PER_CELL,
+    )
+    kmeans.train(train)
+    quantizer = faiss.IndexFlatIP(d)
+    quantizer.add(kmeans.centroids)
+    return quantizer
+
+
+def build_index(
+    vectors: np.ndarray,
+    kind: Kind = "auto",
+    flat_max: int = FLAT_MAX,
+    nprobe: int = NPROBE,
+    seed: int = 0,
+) -> tuple[Any, np.ndarray | None]:
+    """An index of `vectors` whose FAISS ids are their row numbers.
+
+    Returns the index and, for IVF, each vector's `nprobe` nearest cells (reused by
+    `self_pairs`, so the coarse assignment is computed once); None for a flat index.
+    """
+    faiss = _faiss()
+    x = _as_float32(vectors)
+    n, d = x.shape
+    if choose_kind(n, kind, flat_max) == "flat" or n == 0:
+        index = faiss.IndexFlatIP(d)
+        index.add(x)
+        return index, None
+    nlist = min(cell_count(n), n)
+    quantizer = _train_quantizer(x, nlist, seed)
+    _, probes = quantizer.search(x, min(nprobe, nlist))
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.is_trained = True
+    ids = np.arange(n, dtype=np.int64)
+    home = np.ascontiguousarray(probes[:, 0], dtype=np.int64)
+    index.add_core(n, faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(home))
+    index.nprobe = min(nprobe, nlist)
+    return index, probes
+
+
+def _cell(invlists: Any, cell: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, ids) stored in one inverted list."""
+    faiss = _faiss()
+    size = invlists.list_size(cell)
+    codes = faiss.rev_swig_ptr(invlists.get_codes(cell), size * d * 4)
+    ids = faiss.rev_swig_ptr(invlists.get_ids(cell), size)
+    return np.array(codes).view(np.float32).reshape(size, d), np.array(ids, dtype=np.int64)
+
+
+def _range(index: Any, queries: np.ndarray, threshold: float) -> tuple[np.ndarray, ...]:
+    lims, sims, ids = index.range_search(queries, threshold - _TOLERANCE)
+    rows = np.repeat(np.arange(len(queries), dtype=np.int64), np.diff(lims).astype(np.int64))
+    return rows, ids.astype(np.int64), sims.astype(np.float32)
+
+
+def search_pairs(
+    index: Any, queries: np.ndarray, threshold: float, probes: np.ndarray | None = None
+) -> Pairs:
+    """(query row, index id, cosine) for every indexed vector with cosine ≥ `threshold`.
+
+    Exact for a flat index. For IVF, each query is compared with every vector in its
+    `index.nprobe` nearest cells (`probes` may give them precomputed).
+    """
+    faiss = _faiss()
+    q = _as_float32(queries)
+    if len(q) == 0 or index.ntotal == 0:
+        return Pairs.empty()
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return Pairs(*_range(index, q, threshold))
+    if probes is None:
+        _, probes = ivf.quantizer.search(q, ivf.nprobe)
+    cells = probes.ravel()
+    order = np.argsort(cells, kind="stable")
+    bounds = np.searchsorted(cells[order], np.arange(ivf.nlist + 1))
+    owners = order // probes.shape[1]
+    d = ivf.d
+    left, right, cosine = [], [], []
+    for cell in range(ivf.nlist):
+        members = owners[bounds[cell] : bounds[cell + 1]]
+        if len(members) == 0 or ivf.invlists.list_size(cell) == 0:
+            continue
+        vectors, ids = _cell(ivf.invlists, cell, d)
+        flat = faiss.IndexFlatIP(d)
+        flat.add(vectors)
+        rows, hits, sims = _range(flat, q[members], threshold)
+        left.append(members[rows])
+        right.append(ids[hits])
+        cosine.append(sims)
+    if not left:
+        return Pairs.empty()
+    return Pairs(np.concatenate(left), np.concatenate(right), np.concatenate(cosine))
+
+
+def self_pairs(
+    vectors: np.ndarray,
+    threshold: float,
+    kind: Kind = "auto",
+    flat_max: int = FLAT_MAX,
+    nprobe: int = NPROBE,
+) -> Pairs:
+    """Unordered pairs (i < j) of rows of `vectors` with cosine ≥ `threshold`, each once."""
+    x = _as_float32(vectors)
+    if len(x) < 2:
+        return Pairs.empty()
+    index, probes = build_index(x, kind, flat_max, nprobe)
+    found = search_pairs(index, x, threshold, probes)
+    keep = found.left != found.right
+    i, j = found.left[keep], found.right[keep]
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    _, first = np.unique(lo * len(x) + hi, return_index=True)
+    return Pairs(lo[first], hi[first], found.value[keep][first])
+
+
+@dataclass
+class StoredIndex:
+    """A version's semantic index with its id map and the identity of its embeddings."""
+
+    index: Any
+    sample_ids: np.ndarray
+    info: dict[str, Any]
+
+
+def save_index(
+    folder: Path,
+    embeddings: np.ndarray,
+    sample_ids: list[str],
+    scorer: dict[str, Any],
+    kind: Kind = "auto",
+) -> dict[str, Any]:
+    """Write `index/` into a version folder: FAISS index, id map, float16 embeddings, info."""
+    faiss = _faiss()
+    out = folder / INDEX_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    half = np.asarray(embeddings, dtype=np.float16)
+    np.save(out / "embeddings.npy", half)
+    index, _ = build_index(half.astype(np.float32), kind)
+    faiss.write_index(index, str(out / "semantic.faiss"))
+    pd.DataFrame({"sample_id": sample_ids}).to_parquet(out / "ids.parquet", index=False)
+    ivf = faiss.try_extract_index_ivf(index)
+    info = {
+        "scorer": scorer,
+        "dim": int(half.shape[1]) if half.ndim == 2 else 0,
+        "count": len(sample_ids),
+        "kind": "flat" if ivf is None else "ivf",
+        "nlist": None if ivf is None else int(ivf.nlist),
+        "nprobe": None if ivf is None else int(ivf.nprobe),
+    }
+    (out / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return info
+
+
+def load_index(folder: Path) -> StoredIndex | None:
+    """The `index/` of a version folder, or None if it has none."""
+    out = folder / INDEX_DIR
+    if not (out / "semantic.faiss").is_file():
+        return None
+    index = _faiss().read_index(str(out / "semantic.faiss"))
+    info = json.loads((out / "index.json").read_text())
+    ivf = _faiss().try_extract_index_ivf(index)
+    if ivf is not None and info.get("nprobe"):
+        ivf.nprobe = int(info["nprobe"])
+    ids = pd.read_parquet(out / "ids.parquet")["sample_id"].to_numpy()
+    return StoredIndex(index, ids, info)
