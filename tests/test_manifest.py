@@ -232,6 +232,58 @@ BAD_MANIFESTS = {
         "dataset: d\nitems_from: [missing.csv]\n",
         ["field 'items_from'", "no such file: missing.csv"],
     ),
+    "unknown curation field": (
+        "dataset: d\ncuration: {min_score: 20}\nitems: [{prompt: x}]\n",
+        [
+            "curation",
+            "field 'min_score'",
+            "unknown field",
+            "allowed: enabled, clip, min_clip_score",
+        ],
+    ),
+    "unknown dedup field": (
+        "dataset: d\ncuration: {dedup: {fuzzy: true}}\nitems: [{prompt: x}]\n",
+        ["curation.dedup", "field 'fuzzy'", "allowed: exact, perceptual, perceptual_distance"],
+    ),
+    "clip score above 100": (
+        "dataset: d\ncuration: {min_clip_score: 120}\nitems: [{prompt: x}]\n",
+        ["curation", "field 'min_clip_score'", "less than or equal to 100", "(got 120)"],
+    ),
+    "top fraction of 0": (
+        "dataset: d\ncuration: {keep_top_fraction: 0}\nitems: [{prompt: x}]\n",
+        ["curation", "field 'keep_top_fraction'", "greater than 0"],
+    ),
+    "unknown CLIP model": (
+        "dataset: d\ncuration: {clip: {model: ViT-Q-99}}\nitems: [{prompt: x}]\n",
+        ["curation.clip", "field 'model'", "'ViT-Q-99' is not an open_clip model", "hf-hub:"],
+    ),
+    "CLIP model without weights": (
+        "dataset: d\ncuration: {clip: {model: ViT-B-32}}\nitems: [{prompt: x}]\n",
+        ["curation", "field 'clip'", "'ViT-B-32' needs weights", "open_clip.list_pretrained()"],
+    ),
+    "missing CLIP checkpoint": (
+        "dataset: d\ncuration: {clip: {pretrained: ./w/clip.safetensors}}\nitems: [{prompt: x}]\n",
+        ["curation.clip", "field 'pretrained'", "no such checkpoint file: ./w/clip.safetensors"],
+    ),
+    "tag template without a slot": (
+        "dataset: d\ncuration: {tags: {vocabulary: [cat], template: a photo}}\n"
+        "items: [{prompt: x}]\n",
+        ["curation.tags", "field 'template'", "must contain '{}' once"],
+    ),
+    "repeated tag word": (
+        "dataset: d\ncuration: {tags: {vocabulary: [cat, dog, cat]}}\nitems: [{prompt: x}]\n",
+        ["curation.tags", "field 'vocabulary'", "repeats 'cat'"],
+    ),
+    "top-ups reach another item's seeds": (
+        "dataset: d\nitems: [{prompt: x, seed: 0, count: 4}, {prompt: y, seed: 5}, "
+        "{prompt: x, seed: 10, count: 2}]\n",
+        [
+            "items[2]",
+            "top-ups would repeat images of items[0]",
+            "3 × count seeds",
+            "attempt_budget",
+        ],
+    ),
     "missing model folder": (
         "dataset: d\ngenerator: {model: ./models/none}\nitems: [{prompt: x}]\n",
         ["generator", "field 'model'", "no such model folder: ./models/none"],
@@ -438,6 +490,48 @@ def test_a_moved_model_folder_keeps_the_ids(tmp_path, tiny_model):
         .replace('"layers_per_block": 1', '"layers_per_block": 2')
     )
     assert ids(make_manifest({"model": str(first)})) != ids(make_manifest({"model": str(second)}))
+
+
+def test_curation_defaults_and_a_checkpoint_path_relative_to_the_manifest(tmp_path):
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "clip.safetensors").write_bytes(b"weights")
+    path = write_manifest(
+        tmp_path,
+        "dataset: c\ncuration: {clip: {pretrained: weights/clip.safetensors}}\n"
+        "items: [{prompt: x, count: 2}]\n",
+    )
+
+    curation = load_manifest(path).curation
+
+    assert curation.clip.pretrained == str(tmp_path / "weights" / "clip.safetensors")
+    assert curation.clip.identity() == {
+        "model": "synthset-tiny-clip",
+        "pretrained": "clip.safetensors:7",
+    }
+    assert curation.enabled and curation.dedup.exact and curation.dedup.perceptual
+    assert not curation.dedup.semantic and curation.min_clip_score is None
+    assert curation.max_attempts(10) == 30 and curation.max_attempts(1) == 3
+
+
+def test_seed_ranges_may_touch_and_a_budget_of_one_allows_close_seeds(tmp_path):
+    close = "items: [{prompt: x, seed: 0, count: 4}, {prompt: x, seed: 12, count: 2}]\n"
+    assert len(load_manifest(write_manifest(tmp_path, "dataset: d\n" + close)).items) == 2
+    closer = "items: [{prompt: x, seed: 0, count: 4}, {prompt: x, seed: 4, count: 2}]\n"
+    path = write_manifest(tmp_path, "dataset: d\ncuration: {attempt_budget: 1}\n" + closer)
+    assert len(load_manifest(path).items) == 2
+    path = write_manifest(tmp_path, "dataset: d\ncuration: {enabled: false}\n" + closer)
+    assert load_manifest(path).curation.max_attempts(4) == 4
+    wrapping = "items: [{prompt: x, seed: 2147483646, count: 2}, {prompt: x, seed: 1}]\n"
+    assert "top-ups would repeat" in load_error(write_manifest(tmp_path, "dataset: d\n" + wrapping))
+
+
+def test_curation_settings_do_not_change_the_plan_digest():
+    from synthset.manifest import plan_digest
+
+    a = make_manifest()
+    b = a.model_copy(update={"curation": a.curation.model_copy(update={"min_clip_score": 30.0})})
+    assert plan_digest(a) == plan_digest(b)
+    assert ids(a) == ids(b)
 
 
 def test_img2img_needs_at_least_one_denoising_step(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
+from synthset.curation.clip import load_scorer
 from synthset.flows.generate import generate_dataset
 from synthset.generators.shard import generate_shard
 from synthset.manifest import load_manifest
@@ -39,7 +41,13 @@ items:
     )
 
 
+def _artifacts(client, flow_run_id, keys):
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    return {a.key: a for a in found if a.flow_run_id == flow_run_id}
+
+
 def test_flow_publishes_and_versions(prefect_api, tracking_uri, tiny_model, tmp_path):
+    loads = load_scorer.cache_info()
     result = generate_dataset(
         str(_manifest(tmp_path, "flow-e2e", tiny_model)), tracking_uri=tracking_uri
     )
@@ -61,6 +69,16 @@ def test_flow_publishes_and_versions(prefect_api, tracking_uri, tiny_model, tmp_
     assert run.data.metrics["images"] == 9
     assert run.data.metrics["images_per_s"] > 0
     assert run.data.params["generator.scheduler"] == "euler"
+    metrics = run.data.metrics
+    assert metrics["generated"] == metrics["kept"] + metrics["rejected"]
+    for name in ("kept_fraction", "duplicate_rate", "mean_clip_score", "diversity.vendi_mean"):
+        assert name in metrics
+    assert run.data.params["curation.clip.model"] == "synthset-tiny-clip"
+    assert run.data.params["curation.dedup.exact"] == "True"
+    history = MlflowClient(tracking_uri).get_metric_history(result["mlflow_run_id"], "item.kept")
+    assert sorted((m.step, m.value) for m in history) == [(0, 6.0), (1, 3.0)]
+    assert (folder / "index" / "semantic.faiss").is_file() and (folder / "curation.json").is_file()
+    assert load_scorer.cache_info().misses - loads.misses <= 1
 
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(result["flow_run_id"])
@@ -70,6 +88,13 @@ def test_flow_publishes_and_versions(prefect_api, tracking_uri, tiny_model, tmp_
         )
         shard_runs = [t for t in tasks if t.name.startswith("shard-")]
         assert len(shard_runs) == 2 and all(t.state.is_completed() for t in shard_runs)
+        score_runs = [t for t in tasks if t.name.startswith("score-")]
+        assert len(score_runs) == 2 and all(t.state.is_completed() for t in score_runs)
+        assert [t.name for t in tasks if t.name.startswith("curate-")] == ["curate-0"]
+        tables = _artifacts(client, flow_run.id, ["flow-e2e-rejections", "flow-e2e-items"])
+        assert json.loads(tables["flow-e2e-rejections"].data) == [{"reason": "kept", "images": 9}]
+        items = json.loads(tables["flow-e2e-items"].data)
+        assert [(i["item"], i["kept"], i["shortfall"]) for i in items] == [(0, 6, 0), (1, 3, 0)]
         keys = ["flow-e2e-progress", "flow-e2e-shards"]
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
@@ -98,3 +123,60 @@ def test_rerun_skips_done_shards_and_versions_again(
     again = generate_dataset(str(path), tracking_uri=tracking_uri)
     assert again["version"] == 2
     assert again["digest"] == result["digest"]
+
+
+def test_items_are_topped_up_to_their_count(prefect_api, tracking_uri, tiny_model, tmp_path):
+    path = write_manifest(
+        tmp_path,
+        f"""
+dataset: flow-topup
+generator: {{model: {tiny_model}, steps: 2, batch_size: 4}}
+shard_size: 4
+curation: {{keep_top_fraction: 0.5}}
+items:
+  - {{prompt: a red seven, count: 3, seed: 1}}
+  - {{prompt: a blue three, count: 2, seed: 90}}
+""",
+    )
+
+    result = generate_dataset(str(path), tracking_uri=tracking_uri)
+
+    assert result["images"] == 5 and result["shortfall"] == []
+    assert result["topup_rounds"] >= 1 and result["generated"] > 5
+    assert result["generated"] == result["images"] + result["rejected"]
+    meta = pd.read_parquet(Path(result["path"]) / "metadata.parquet")
+    assert meta.groupby("item_index").size().to_dict() == {0: 3, 1: 2}
+    assert meta["index"].max() >= 3
+    rejected = pd.read_parquet(Path(result["path"]) / "rejected.parquet")
+    assert set(rejected["reject_reason"]) <= {"not_in_top_fraction", "surplus"}
+    metrics = MlflowClient(tracking_uri).get_run(result["mlflow_run_id"]).data.metrics
+    assert metrics["topup_images"] == result["generated"] - 5
+    assert metrics["shortfall"] == 0
+
+
+def test_a_shortfall_is_reported_per_item_when_the_budget_is_spent(
+    prefect_api, tracking_uri, tiny_model, tmp_path
+):
+    path = write_manifest(
+        tmp_path,
+        f"""
+dataset: flow-short
+generator: {{model: {tiny_model}, steps: 2, batch_size: 4}}
+curation: {{min_clip_score: 100, attempt_budget: 2}}
+items:
+  - {{prompt: a red seven, count: 2, seed: 1}}
+  - {{prompt: a blue three, count: 1, seed: 90}}
+""",
+    )
+
+    result = generate_dataset(str(path), tracking_uri=tracking_uri)
+
+    assert result["images"] == 0 and result["generated"] == 6
+    assert result["rejected_by_reason"] == {"clip_below_threshold": 6}
+    assert [(r["item"], r["kept"], r["attempted"], r["budget"], r["shortfall"]) for r in
+            result["shortfall"]] == [(0, 0, 4, 4, 2), (1, 0, 2, 2, 1)]  # fmt: skip
+    assert result["shortfall"][0]["prompt"] == "a red seven"
+    metrics = MlflowClient(tracking_uri).get_run(result["mlflow_run_id"]).data.metrics
+    assert (metrics["shortfall"], metrics["items_short"]) == (3, 2)
+    card = (Path(result["path"]) / "README.md").read_text()
+    assert "| 0 | a red seven | 2 | 0 | 4 |" in card
