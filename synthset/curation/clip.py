@@ -36,6 +36,25 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _direct_input(preprocess: Any) -> tuple[int, Any, Any] | None:
+    """(size, mean, std) when `preprocess` is open_clip's resize ▸ crop ▸ RGB ▸ tensor ▸
+    normalise of one square size, so that RGB images of that size need only the last two
+    steps, which run on a whole batch at once; None for any other pipeline."""
+    import torch
+
+    steps = [type(t).__name__ for t in getattr(preprocess, "transforms", [])]
+    if steps != ["Resize", "CenterCrop", "MaybeConvertMode", "MaybeToTensor", "Normalize"]:
+        return None
+    resize, crop, _, _, normalize = preprocess.transforms
+    size = resize.size if isinstance(resize.size, int) else tuple(resize.size)
+    side = size if isinstance(size, int) else (size[0] if len(size) == 1 else None)
+    if side is None or tuple(crop.size) != (side, side):
+        return None
+    mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
+    return side, mean, std
+
+
 class ClipScorer:
     """One open_clip model with its preprocessing and tokenizer.
 
@@ -56,6 +75,7 @@ class ClipScorer:
         self.device = device
         self._texts: dict[str, np.ndarray] = {}
         self._dim: int | None = None
+        self._direct = _direct_input(preprocess)
 
     @property
     def dim(self) -> int:
@@ -70,6 +90,23 @@ class ClipScorer:
         scale = getattr(self.model, "logit_scale", None)
         return 100.0 if scale is None else float(min(scale.exp().item(), 100.0))
 
+    def preprocess_batch(self, images: Sequence[Image.Image]) -> Any:
+        """The model's input tensor for a batch of images, exactly as `preprocess` makes it.
+
+        RGB images already at the model's square input size skip the PIL steps that would
+        leave them unchanged (resize, crop, convert) and are normalised as one tensor.
+        """
+        import torch
+
+        direct = self._direct
+        if direct is None or not all(
+            im.mode == "RGB" and im.size == (direct[0], direct[0]) for im in images
+        ):
+            return torch.stack([self.preprocess(im) for im in images])
+        pixels = torch.from_numpy(np.stack([np.asarray(im) for im in images]))
+        batch = pixels.permute(0, 3, 1, 2).contiguous().float().div(255)
+        return batch.sub_(direct[1]).div_(direct[2])
+
     def encode(self, batch: Any) -> np.ndarray:
         """Normalised embeddings of a batch of preprocessed image tensors (B, C, H, W)."""
         import torch
@@ -81,12 +118,9 @@ class ClipScorer:
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
         """(N, D) float32 normalised embeddings of PIL images, `batch_size` at a time."""
-        import torch
-
         out = [np.zeros((0, self.dim), np.float32)]
         for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            out.append(self.encode(torch.stack([self.preprocess(im) for im in chunk])))
+            out.append(self.encode(self.preprocess_batch(images[start : start + batch_size])))
         return np.concatenate(out)
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:

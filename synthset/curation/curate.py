@@ -35,9 +35,10 @@ from synthset.curation.dedup import (
     hamming_matches,
     hamming_pairs,
     rank_order,
+    semantic_duplicates,
 )
 from synthset.curation.filters import surplus, top_fraction
-from synthset.curation.index import Pairs, search_pairs, self_pairs
+from synthset.curation.index import Pairs, search_pairs
 from synthset.curation.metrics import item_table, summary
 from synthset.curation.prior import PriorVersions
 from synthset.curation.score import read_scores, scored_by
@@ -291,8 +292,8 @@ def _semantic(
             best["version"].to_numpy(),
         )
     open_ = d.open()
-    pairs = self_pairs(_unit(embeddings[open_]), threshold, config.dedup.semantic_index)
-    dup, cos = greedy_survivors(rank[open_], pairs)
+    unit = _unit(embeddings[open_])
+    dup, cos = semantic_duplicates(unit, rank[open_], threshold, config.dedup.semantic_index)
     hit = dup >= 0
     d.duplicate(
         open_[hit],

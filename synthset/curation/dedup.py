@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthset.curation.index import Pairs
+from synthset.curation.index import FLAT_MAX, NPROBE, Kind, Pairs, self_pairs
 
 BINARY_FLAT_MAX = 20_000
 
@@ -104,3 +104,16 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int) -> Pairs:
     found = hamming_matches(hashes, hashes, max_distance)
     keep = found.left < found.right
     return Pairs(found.left[keep], found.right[keep], found.value[keep])
+
+
+def semantic_duplicates(
+    embeddings: np.ndarray,
+    rank: np.ndarray,
+    threshold: float,
+    kind: Kind = "auto",
+    flat_max: int = FLAT_MAX,
+    nprobe: int = NPROBE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(duplicate_of, cosine) per row of normalised `embeddings` at cosine ≥ `threshold`."""
+    pairs = self_pairs(embeddings, threshold, kind, flat_max, nprobe)
+    return greedy_survivors(rank, pairs)

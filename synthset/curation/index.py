@@ -4,8 +4,11 @@ Small sets use an exact `IndexFlatIP`. Large ones use an `IndexIVFFlat` (spheric
 cells, vectors stored in full): a query probes the `nprobe` cells nearest to it and is
 compared exactly with every vector there. The comparison runs cell by cell as one batched
 inner-product search over all queries that probe the cell, so it is matrix multiplication,
-not one query at a time; a pair is found when either side's probes reach the other's cell,
-and every reported cosine is exact. `auto` picks flat up to `FLAT_MAX` vectors.
+not one query at a time, spread over the available cores; a pair is found when either
+side's probes reach the other's cell, and every reported cosine is exact. The coarse
+quantizer assigns cells in a `QUANTIZER_DIM`-dimensional PCA projection of the embeddings
+(part of the stored index), which chooses cells as well as the full vectors do at a fraction
+of the cost. `auto` picks flat up to `FLAT_MAX` vectors.
 
 A version folder keeps its index under `index/`: `semantic.faiss`, `ids.parquet` (FAISS id →
 sample id, the id map), `embeddings.npy` (float16) and `index.json` (which scorer made the
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +30,7 @@ import pandas as pd
 
 FLAT_MAX = 20_000
 NPROBE = 6
+QUANTIZER_DIM = 64
 INDEX_DIR = "index"
 _POINTS_PER_CELL = 20
 _KMEANS_ITERATIONS = 10
@@ -75,13 +81,20 @@ def _as_float32(vectors: np.ndarray) -> np.ndarray:
 
 
 def _train_quantizer(vectors: np.ndarray, nlist: int, seed: int) -> Any:
+    """Spherical k-means centroids, in a normalised PCA projection when `d > QUANTIZER_DIM`."""
     faiss = _faiss()
     n, d = vectors.shape
     rng = np.random.default_rng(seed)
     sample = min(n, nlist * _POINTS_PER_CELL)
     train = vectors if sample == n else vectors[np.sort(rng.choice(n, sample, replace=False))]
+    transforms = []
+    if d > QUANTIZER_DIM:
+        pca = faiss.PCAMatrix(d, QUANTIZER_DIM)
+        pca.train(train)
+        transforms = [pca, faiss.NormalizationTransform(QUANTIZER_DIM, 2.0)]
+        train = transforms[1].apply(pca.apply(train))
     kmeans = faiss.Kmeans(
-        d,
+        train.shape[1],
         nlist,
         niter=_KMEANS_ITERATIONS,
         spherical=True,
@@ -90,9 +103,21 @@ def _train_quantizer(vectors: np.ndarray, nlist: int, seed: int) -> Any:
         max_points_per_centroid=_POINTS_PER_CELL,
     )
     kmeans.train(train)
-    quantizer = faiss.IndexFlatIP(d)
+    quantizer = faiss.IndexFlatIP(train.shape[1])
     quantizer.add(kmeans.centroids)
-    return quantizer
+    if not transforms:
+        return quantizer
+    chain = faiss.IndexPreTransform(quantizer)
+    for transform in reversed(transforms):
+        chain.prepend_transform(transform)
+    return chain
+
+
+def _ivf(x: np.ndarray, nlist: int, nprobe: int, seed: int) -> tuple[Any, np.ndarray]:
+    """A trained coarse quantizer and each vector's `nprobe` nearest cells."""
+    quantizer = _train_quantizer(x, nlist, seed)
+    _, probes = quantizer.search(x, min(nprobe, nlist))
+    return quantizer, probes
 
 
 def build_index(
@@ -101,38 +126,39 @@ def build_index(
     flat_max: int = FLAT_MAX,
     nprobe: int = NPROBE,
     seed: int = 0,
-) -> tuple[Any, np.ndarray | None]:
-    """An index of `vectors` whose FAISS ids are their row numbers.
-
-    Returns the index and, for IVF, each vector's `nprobe` nearest cells (reused by
-    `self_pairs`, so the coarse assignment is computed once); None for a flat index.
-    """
+) -> Any:
+    """An index of `vectors` whose FAISS ids are their row numbers."""
     faiss = _faiss()
     x = _as_float32(vectors)
     n, d = x.shape
     if choose_kind(n, kind, flat_max) == "flat" or n == 0:
         index = faiss.IndexFlatIP(d)
         index.add(x)
-        return index, None
+        return index
     nlist = min(cell_count(n), n)
-    quantizer = _train_quantizer(x, nlist, seed)
-    _, probes = quantizer.search(x, min(nprobe, nlist))
+    quantizer, probes = _ivf(x, nlist, 1, seed)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.is_trained = True
     ids = np.arange(n, dtype=np.int64)
     home = np.ascontiguousarray(probes[:, 0], dtype=np.int64)
     index.add_core(n, faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(home))
     index.nprobe = min(nprobe, nlist)
-    return index, probes
+    return index
 
 
-def _cell(invlists: Any, cell: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors, ids) stored in one inverted list."""
+def _stored_cell(invlists: Any, d: int) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """(vectors, ids) of one inverted list of a FAISS IVF index."""
     faiss = _faiss()
-    size = invlists.list_size(cell)
-    codes = faiss.rev_swig_ptr(invlists.get_codes(cell), size * d * 4)
-    ids = faiss.rev_swig_ptr(invlists.get_ids(cell), size)
-    return np.array(codes).view(np.float32).reshape(size, d), np.array(ids, dtype=np.int64)
+
+    def cell(c: int) -> tuple[np.ndarray, np.ndarray]:
+        size = invlists.list_size(c)
+        if size == 0:
+            return np.zeros((0, d), np.float32), np.zeros(0, np.int64)
+        codes = faiss.rev_swig_ptr(invlists.get_codes(c), size * d * 4)
+        ids = faiss.rev_swig_ptr(invlists.get_ids(c), size)
+        return np.array(codes).view(np.float32).reshape(size, d), np.array(ids, dtype=np.int64)
+
+    return cell
 
 
 def _range(index: Any, queries: np.ndarray, threshold: float) -> tuple[np.ndarray, ...]:
@@ -141,13 +167,56 @@ def _range(index: Any, queries: np.ndarray, threshold: float) -> tuple[np.ndarra
     return rows, ids.astype(np.int64), sims.astype(np.float32)
 
 
-def search_pairs(
-    index: Any, queries: np.ndarray, threshold: float, probes: np.ndarray | None = None
+def _join(
+    queries: np.ndarray,
+    probes: np.ndarray,
+    nlist: int,
+    cell: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    threshold: float,
 ) -> Pairs:
+    """Compare every query with every vector of the cells it probes, one cell at a time.
+
+    All queries that probe a cell are searched against it in one exact range search (a
+    matrix product); cells are spread over the cores FAISS may use.
+    """
+    faiss = _faiss()
+    flat_cells = probes.ravel()
+    order = np.argsort(flat_cells, kind="stable")
+    bounds = np.searchsorted(flat_cells[order], np.arange(nlist + 1))
+    owners = order // probes.shape[1]
+    d = queries.shape[1]
+
+    def one(c: int) -> tuple[np.ndarray, ...] | None:
+        members = owners[bounds[c] : bounds[c + 1]]
+        if len(members) == 0:
+            return None
+        vectors, ids = cell(c)
+        if len(ids) == 0:
+            return None
+        flat = faiss.IndexFlatIP(d)
+        flat.add(vectors)
+        rows, hits, sims = _range(flat, queries[members], threshold)
+        return members[rows], ids[hits], sims
+
+    workers = faiss.omp_get_max_threads()
+    if workers == 1:
+        found = [one(c) for c in range(nlist)]
+    else:
+        with ThreadPoolExecutor(
+            workers, initializer=faiss.omp_set_num_threads, initargs=(1,)
+        ) as pool:
+            found = list(pool.map(one, range(nlist)))
+    parts = [f for f in found if f is not None]
+    if not parts:
+        return Pairs.empty()
+    return Pairs(*(np.concatenate([p[k] for p in parts]) for k in range(3)))
+
+
+def search_pairs(index: Any, queries: np.ndarray, threshold: float) -> Pairs:
     """(query row, index id, cosine) for every indexed vector with cosine ≥ `threshold`.
 
     Exact for a flat index. For IVF, each query is compared with every vector in its
-    `index.nprobe` nearest cells (`probes` may give them precomputed).
+    `index.nprobe` nearest cells.
     """
     faiss = _faiss()
     q = _as_float32(queries)
@@ -156,28 +225,8 @@ def search_pairs(
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is None:
         return Pairs(*_range(index, q, threshold))
-    if probes is None:
-        _, probes = ivf.quantizer.search(q, ivf.nprobe)
-    cells = probes.ravel()
-    order = np.argsort(cells, kind="stable")
-    bounds = np.searchsorted(cells[order], np.arange(ivf.nlist + 1))
-    owners = order // probes.shape[1]
-    d = ivf.d
-    left, right, cosine = [], [], []
-    for cell in range(ivf.nlist):
-        members = owners[bounds[cell] : bounds[cell + 1]]
-        if len(members) == 0 or ivf.invlists.list_size(cell) == 0:
-            continue
-        vectors, ids = _cell(ivf.invlists, cell, d)
-        flat = faiss.IndexFlatIP(d)
-        flat.add(vectors)
-        rows, hits, sims = _range(flat, q[members], threshold)
-        left.append(members[rows])
-        right.append(ids[hits])
-        cosine.append(sims)
-    if not left:
-        return Pairs.empty()
-    return Pairs(np.concatenate(left), np.concatenate(right), np.concatenate(cosine))
+    _, probes = ivf.quantizer.search(q, ivf.nprobe)
+    return _join(q, probes, ivf.nlist, _stored_cell(ivf.invlists, ivf.d), threshold)
 
 
 def self_pairs(
@@ -186,17 +235,35 @@ def self_pairs(
     kind: Kind = "auto",
     flat_max: int = FLAT_MAX,
     nprobe: int = NPROBE,
+    seed: int = 0,
 ) -> Pairs:
-    """Unordered pairs (i < j) of rows of `vectors` with cosine ≥ `threshold`, each once."""
+    """Unordered pairs (i < j) of rows of `vectors` with cosine ≥ `threshold`, each once.
+
+    The IVF path is the join of `search_pairs` with the vectors as both queries and cells
+    (each vector in its nearest cell), without copying them into an index first.
+    """
     x = _as_float32(vectors)
-    if len(x) < 2:
+    n = len(x)
+    if n < 2:
         return Pairs.empty()
-    index, probes = build_index(x, kind, flat_max, nprobe)
-    found = search_pairs(index, x, threshold, probes)
+    if choose_kind(n, kind, flat_max) == "flat":
+        found = search_pairs(build_index(x, "flat"), x, threshold)
+    else:
+        nlist = min(cell_count(n), n)
+        _, probes = _ivf(x, nlist, nprobe, seed)
+        home = probes[:, 0]
+        order = np.argsort(home, kind="stable")
+        bounds = np.searchsorted(home[order], np.arange(nlist + 1))
+
+        def cell(c: int) -> tuple[np.ndarray, np.ndarray]:
+            ids = order[bounds[c] : bounds[c + 1]]
+            return x[ids], ids
+
+        found = _join(x, probes, nlist, cell, threshold)
     keep = found.left != found.right
     i, j = found.left[keep], found.right[keep]
     lo, hi = np.minimum(i, j), np.maximum(i, j)
-    _, first = np.unique(lo * len(x) + hi, return_index=True)
+    _, first = np.unique(lo * n + hi, return_index=True)
     return Pairs(lo[first], hi[first], found.value[keep][first])
 
 
@@ -222,7 +289,7 @@ def save_index(
     out.mkdir(parents=True, exist_ok=True)
     half = np.asarray(embeddings, dtype=np.float16)
     np.save(out / "embeddings.npy", half)
-    index, _ = build_index(half.astype(np.float32), kind)
+    index = build_index(half.astype(np.float32), kind)
     faiss.write_index(index, str(out / "semantic.faiss"))
     pd.DataFrame({"sample_id": sample_ids}).to_parquet(out / "ids.parquet", index=False)
     ivf = faiss.try_extract_index_ivf(index)

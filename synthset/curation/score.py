@@ -66,27 +66,42 @@ def _decode(path: Path) -> Image.Image:
 
 
 class _Batch:
-    """Preprocessed images waiting for one `encode` call."""
+    """Decoded images waiting for one `encode` call; images the model's preprocessing
+    rejects are set aside with their error."""
 
     def __init__(self, scorer: ClipScorer, size: int):
         self.scorer, self.size = scorer, size
-        self.tensors: list[Any] = []
+        self.images: list[Image.Image] = []
         self.positions: list[int] = []
         self.embeddings: dict[int, np.ndarray] = {}
+        self.errors: dict[int, str] = {}
 
-    def add(self, position: int, tensor: Any) -> None:
-        self.tensors.append(tensor)
+    def add(self, position: int, image: Image.Image) -> None:
+        self.images.append(image)
         self.positions.append(position)
-        if len(self.tensors) >= self.size:
+        if len(self.images) >= self.size:
             self.flush()
 
     def flush(self) -> None:
         import torch
 
-        if self.tensors:
-            encoded = self.scorer.encode(torch.stack(self.tensors))
-            self.embeddings.update(zip(self.positions, encoded, strict=True))
-            self.tensors, self.positions = [], []
+        if not self.images:
+            return
+        try:
+            batch = self.scorer.preprocess_batch(self.images)
+            positions = self.positions
+        except Exception:  # find the images at fault, keep the others
+            tensors, positions = [], []
+            for position, image in zip(self.positions, self.images, strict=True):
+                try:
+                    tensors.append(self.scorer.preprocess(image))
+                    positions.append(position)
+                except Exception as exc:
+                    self.errors[position] = f"{type(exc).__name__}: {exc}"
+            batch = torch.stack(tensors) if tensors else None
+        if batch is not None:
+            self.embeddings.update(zip(positions, self.scorer.encode(batch), strict=True))
+        self.images, self.positions = [], []
 
 
 def _score_rows(
@@ -100,15 +115,16 @@ def _score_rows(
         record: dict[str, Any] = {"sample_id": sample_id, "decode_error": None}
         try:
             image = _decode(folder / file_name)
-            tensor = scorer.preprocess(image)
         except Exception as exc:  # any decoder failure is this sample's, not the run's
             record["decode_error"] = f"{type(exc).__name__}: {exc}"
         else:
             record |= {"pixel_hash": pixel_hash(image), "phash": phash(image)}
             record |= image_stats(image, config.blank_contrast)
-            batch.add(position, tensor)
+            batch.add(position, image)
         records.append(record)
     batch.flush()
+    for position, error in batch.errors.items():
+        records[position] = {"sample_id": records[position]["sample_id"], "decode_error": error}
     dim = scorer.dim
     embeddings = np.zeros((len(records), dim), dtype=np.float32)
     readable = sorted(batch.embeddings)

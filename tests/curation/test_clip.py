@@ -61,3 +61,15 @@ def test_a_local_checkpoint_file_loads_the_same_weights(scorer, digit_images, tm
 def test_weights_that_cannot_be_loaded_raise_a_clear_error():
     with pytest.raises(SynthsetError, match="cannot load CLIP model 'RN50'.*'nosuchtag'"):
         load_scorer("RN50", "nosuchtag", "cpu")
+
+
+def test_batched_preprocessing_is_exactly_the_models_own(scorer, digit_images):
+    import torch
+
+    images, _ = digit_images
+    same = scorer.preprocess_batch(images[:8])
+    assert torch.equal(same, torch.stack([scorer.preprocess(im) for im in images[:8]]))
+    mixed = [images[0].resize((48, 40)), images[1].convert("L"), images[2]]
+    assert torch.equal(
+        scorer.preprocess_batch(mixed), torch.stack([scorer.preprocess(im) for im in mixed])
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,12 +56,14 @@ def test_flat_finds_exactly_the_planted_pairs_with_exact_cosines():
     np.testing.assert_allclose(found.value, exact, atol=1e-5)
 
 
-def test_ivf_is_chosen_for_large_sets_and_finds_the_planted_pairs():
-    x, truth = planted(6000, 32, 60, seed=1)
-    index, probes = build_index(x, flat_max=1000)
+@pytest.mark.parametrize("dim", [32, 128])
+def test_ivf_is_chosen_for_large_sets_and_finds_the_planted_pairs(dim):
+    x, truth = planted(6000, dim, 60, seed=1)
+    index = build_index(x, flat_max=1000)
     assert type(index).__name__ == "IndexIVFFlat"
-    assert probes.shape == (6000, 6)
-    assert index.ntotal == 6000
+    assert (index.ntotal, index.nlist, index.nprobe) == (6000, 128, 6)
+    quantizer = type(faiss.downcast_index(index.quantizer)).__name__
+    assert quantizer == ("IndexFlatIP" if dim <= 64 else "IndexPreTransform")
 
     found = self_pairs(x, 0.96, flat_max=1000)
 
@@ -79,9 +82,9 @@ def test_threshold_is_inclusive_and_self_pairs_are_dropped():
     assert self_pairs(x[:1], 0.5).left.size == 0
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf"])
-def test_a_saved_index_answers_queries_with_sample_ids(tmp_path, kind):
-    x, _ = planted(400, 16, 0, seed=2)
+@pytest.mark.parametrize("kind, dim", [("flat", 16), ("ivf", 16), ("ivf", 96)])
+def test_a_saved_index_answers_queries_with_sample_ids(tmp_path, kind, dim):
+    x, _ = planted(400, dim, 0, seed=2)
     ids = [f"id{n:03d}" for n in range(400)]
     info = save_index(tmp_path, x, ids, {"model": "m", "pretrained": None}, kind)
 
@@ -91,7 +94,7 @@ def test_a_saved_index_answers_queries_with_sample_ids(tmp_path, kind):
     assert stored.info["scorer"] == {"model": "m", "pretrained": None}
     assert stored.index.ntotal == 400
     embeddings = np.load(tmp_path / "index" / "embeddings.npy")
-    assert embeddings.dtype == np.float16 and embeddings.shape == (400, 16)
+    assert embeddings.dtype == np.float16 and embeddings.shape == (400, dim)
     assert list(pd.read_parquet(tmp_path / "index" / "ids.parquet")["sample_id"]) == ids
     query = x[[7, 123]] * 0.999 + 0.001 * x[[8, 124]]
     found = search_pairs(stored.index, query / np.linalg.norm(query, axis=1, keepdims=True), 0.99)
