@@ -36,6 +36,22 @@ class PulledDataset:
         frame.insert(2, "image_path", [str(self.path / f) for f in frame["file_name"]])
         return frame
 
+    def embeddings(self) -> np.ndarray:
+        """The float16 CLIP image embeddings, one row per `to_pandas()` row, same order.
+
+        They come from `index/` of a curated version; `curation.json` names the CLIP model.
+        """
+        folder = self.path / "index"
+        if not (folder / "embeddings.npy").is_file():
+            raise SynthsetError(
+                f"{self.name}@v{self.version} has no embeddings: it was published without "
+                "curation (curation.enabled: false)"
+            )
+        ids = pd.read_parquet(folder / "ids.parquet")["sample_id"]
+        position = pd.Series(np.arange(len(ids)), index=ids.to_numpy())
+        order = position.loc[pd.read_parquet(self.path / "metadata.parquet")["sample_id"]]
+        return np.load(folder / "embeddings.npy")[order.to_numpy()]
+
     def to_torch(self, transform: Callable[[Image.Image], Any] | None = None) -> ImageDataset:
         """A `torch.utils.data.Dataset` of `{"image": tensor, **metadata}` dicts."""
         return ImageDataset(self.to_pandas(), transform)

@@ -173,8 +173,9 @@ items:
 
     assert result["images"] == 0 and result["generated"] == 6
     assert result["rejected_by_reason"] == {"clip_below_threshold": 6}
-    assert [(r["item"], r["kept"], r["attempted"], r["budget"], r["shortfall"]) for r in
-            result["shortfall"]] == [(0, 0, 4, 4, 2), (1, 0, 2, 2, 1)]  # fmt: skip
+    fields = ("item", "kept", "attempted", "budget", "shortfall")
+    short = [tuple(r[f] for f in fields) for r in result["shortfall"]]
+    assert short == [(0, 0, 4, 4, 2), (1, 0, 2, 2, 1)]
     assert result["shortfall"][0]["prompt"] == "a red seven"
     metrics = MlflowClient(tracking_uri).get_run(result["mlflow_run_id"]).data.metrics
     assert (metrics["shortfall"], metrics["items_short"]) == (3, 2)

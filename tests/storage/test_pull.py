@@ -169,3 +169,44 @@ def test_pull_into_an_unrelated_non_empty_folder_is_an_error(tiny_model, trackin
 
     assert [p.name for p in target.iterdir()] == ["notes.txt"]
     assert (target / "notes.txt").read_text() == "mine"
+
+
+def test_a_curated_version_brings_its_clip_embeddings(tiny_model, tracking_uri, cache):
+    from synthset.curation.clip import scorer_for
+    from synthset.curation.curate import curate, load_pool
+    from synthset.curation.score import score_shard
+    from synthset.generators.shard import generate_shard
+    from synthset.manifest import load_manifest
+    from synthset.plan import make_plan
+    from synthset.storage.publish import publish
+    from tests.conftest import write_manifest
+
+    text = (
+        f"dataset: pull-emb\ngenerator: {{model: {tiny_model}, steps: 2, device: cpu}}\n"
+        "items: [{prompt: a red seven, count: 3, seed: 4}]\n"
+    )
+    manifest = load_manifest(write_manifest(Path.cwd(), text))
+    plan = make_plan(manifest)
+    scorer = scorer_for(manifest.curation.clip)
+    for shard in plan.shards:
+        generate_shard(manifest.generator, shard)
+        score_shard(shard.folder, scorer, manifest.curation)
+    folders = [s.folder for s in plan.shards]
+    curation = curate(load_pool(folders), manifest.curation, {0: 3}, {0: "a red seven"})
+    published = publish(plan.layout, plan.digest, folders, manifest, curation=curation)
+    record_version(published, manifest, plan.requests_frame(), {"images": 3}, tracking_uri)
+
+    ds = pull("pull-emb", tracking_uri=tracking_uri)
+
+    embeddings = ds.embeddings()
+    frame = ds.to_pandas()
+    assert str(embeddings.dtype) == "float16"
+    assert embeddings.shape == (len(frame), scorer.dim)
+    kept = curation.rows.set_index("sample_id").index[curation.kept]
+    expected = dict(zip(kept, curation.embeddings[curation.kept], strict=True))
+    for sample_id, row in zip(frame["sample_id"], embeddings, strict=True):
+        assert (row == expected[sample_id]).all()
+
+    plain = new_version("pull-noemb", tiny_model, tracking_uri)
+    with pytest.raises(SynthsetError, match="published without curation"):
+        pull(plain.name, tracking_uri=tracking_uri).embeddings()
