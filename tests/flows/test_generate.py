@@ -181,3 +181,27 @@ items:
     assert (metrics["shortfall"], metrics["items_short"]) == (3, 2)
     card = (Path(result["path"]) / "README.md").read_text()
     assert "| 0 | a red seven | 2 | 0 | 4 |" in card
+
+
+def test_curation_can_be_switched_off(prefect_api, tracking_uri, tiny_model, tmp_path):
+    path = write_manifest(
+        tmp_path,
+        f"""
+dataset: flow-raw
+generator: {{model: {tiny_model}, steps: 2}}
+curation: {{enabled: false}}
+items: [{{prompt: a red seven, count: 2, seed: 1}}]
+""",
+    )
+
+    result = generate_dataset(str(path), tracking_uri=tracking_uri)
+
+    folder = Path(result["path"])
+    assert (result["images"], result["rejected_by_reason"], result["shortfall"]) == (2, {}, [])
+    assert not (folder / "index").exists() and not (folder / "curation.json").exists()
+    assert "clip_score" not in pd.read_parquet(folder / "metadata.parquet").columns
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[result["flow_run_id"]]))
+        )
+    assert sorted(t.name.split("-")[0] for t in tasks) == ["publish", "record", "shard"]
