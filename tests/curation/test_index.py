@@ -105,3 +105,17 @@ def test_a_saved_index_answers_queries_with_sample_ids(tmp_path, kind, dim):
         (1, "id123"),
     }
     assert load_index(tmp_path / "nowhere") is None
+
+
+def test_cells_joined_on_several_threads_give_the_same_pairs():
+    x, truth = planted(5000, 96, 50, seed=4)
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(1)
+        one = self_pairs(x, 0.96, flat_max=1000)
+        faiss.omp_set_num_threads(2)
+        two = self_pairs(x, 0.96, flat_max=1000)
+    finally:
+        faiss.omp_set_num_threads(before)
+    assert as_set(one) == as_set(two) and len(as_set(one) & truth) >= 48
+    np.testing.assert_array_equal(one.value, two.value)
