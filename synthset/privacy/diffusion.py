@@ -1,0 +1,255 @@
+"""TabDDPM-style mixed diffusion: Gaussian diffusion on numeric scores, multinomial diffusion on
+categories, one MLP denoiser for both.
+
+The noise schedule is a diffusers scheduler: training uses `DDPMScheduler.add_noise` and its
+`alphas_cumprod` (ᾱ_t), sampling steps the numeric part with any diffusers scheduler built by
+`from_config` (DDPM, DDIM, DPM-Solver++, Euler, ...). Categorical columns follow Hoogeboom et
+al.'s multinomial diffusion on the same ᾱ_t:
+
+    q(x_t | x_0) = Cat(ᾱ_t·x_0 + (1 − ᾱ_t)/K)
+    q(x_s | x_t, x_0) ∝ [α_{t|s}·x_t + (1 − α_{t|s})/K] ⊙ [ᾱ_s·x_0 + (1 − ᾱ_s)/K]
+
+with α_{t|s} = ᾱ_t/ᾱ_s.
+
+The denoiser predicts the numeric noise ε and, per categorical column, a distribution over
+x_0; the categorical loss is the KL between the true and the predicted posterior (the decoder
+negative log-likelihood at t = 0), averaged over columns, as in TabDDPM. Because the posterior
+is defined for any s < t, sampling may skip steps together with the numeric scheduler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SCHEDULERS: dict[str, str] = {
+    "ddpm": "DDPMScheduler",
+    "ddim": "DDIMScheduler",
+    "dpmpp": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+BETA_SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
+_LOG_EPS = 1e-30
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps, as in DDPM."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class Denoiser(nn.Module):
+    """TabDDPM's MLP: projected input plus timestep (and condition) embedding, then an MLP.
+
+    `n_classes > 0` conditions on a class label (embedding); `numeric_condition` on a
+    numeric target's normal score (a linear embedding). Only layers Opacus supports.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        hidden: Sequence[int] = (256, 256, 256),
+        d_embed: int = 128,
+        n_classes: int = 0,
+        numeric_condition: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.d_embed = d_embed
+        self.proj = nn.Linear(d_in, d_embed)
+        self.time = nn.Sequential(
+            nn.Linear(d_embed, d_embed), nn.SiLU(), nn.Linear(d_embed, d_embed)
+        )
+        self.label: nn.Module | None = None
+        if n_classes:
+            self.label = nn.Embedding(n_classes, d_embed)
+        elif numeric_condition:
+            self.label = nn.Linear(1, d_embed)
+        layers: list[nn.Module] = []
+        width = d_embed
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, d_out))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        emb = self.time(timestep_embedding(t, self.d_embed))
+        if self.label is not None and y is not None:
+            cond = self.label(y) if isinstance(self.label, nn.Embedding) else self.label(y[:, None])
+            emb = emb + F.silu(cond)
+        return self.mlp(self.proj(x) + emb)
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    """A diffusers scheduler `name` built from the training scheduler's config."""
+    import diffusers
+
+    try:
+        cls = getattr(diffusers, SCHEDULERS[name])
+    except KeyError:
+        raise ValueError(f"unknown scheduler {name!r}; allowed: {', '.join(SCHEDULERS)}") from None
+    return cls.from_config(config)
+
+
+class MixedDiffusion:
+    """Gaussian + multinomial diffusion over `d_num` numeric scores and categorical columns
+    of `category_sizes` categories each."""
+
+    def __init__(
+        self,
+        d_num: int,
+        category_sizes: Sequence[int],
+        timesteps: int = 1000,
+        schedule: str = "cosine",
+    ):
+        from diffusers import DDPMScheduler
+
+        if schedule not in BETA_SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(BETA_SCHEDULES)}")
+        self.d_num, self.sizes, self.timesteps = d_num, list(category_sizes), timesteps
+        self.scheduler = DDPMScheduler(
+            num_train_timesteps=timesteps,
+            beta_schedule=BETA_SCHEDULES[schedule],
+            clip_sample=False,
+            prediction_type="epsilon",
+        )
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.double()
+        k_max = max(self.sizes, default=1)
+        n_cat = len(self.sizes)
+        self.mask = torch.zeros(n_cat, k_max, dtype=torch.bool)
+        self.flat_index = torch.zeros(n_cat, k_max, dtype=torch.long)
+        offset = 0
+        for j, k in enumerate(self.sizes):
+            self.mask[j, :k] = True
+            self.flat_index[j, :k] = torch.arange(offset, offset + k)
+            offset += k
+        self.k = torch.tensor(self.sizes, dtype=torch.float64).clamp(min=1)[None, :, None]
+        self.d_cat_flat = offset
+
+    @property
+    def d_model(self) -> int:
+        """Width of the denoiser's input and output."""
+        return self.d_num + self.d_cat_flat
+
+    def _onehot(self, x_cat: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(x_cat, self.mask.shape[1]).double() * self.mask
+
+    def _flat(self, onehot: torch.Tensor) -> torch.Tensor:
+        return onehot[:, self.mask].float()
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        padded = logits[:, self.flat_index].double().masked_fill(~self.mask, -torch.inf)
+        return torch.softmax(padded, dim=-1)
+
+    def _ab(self, t: torch.Tensor) -> torch.Tensor:
+        """ᾱ_t, with ᾱ_{-1} = 1 (the data itself)."""
+        ab = self.alphas_cumprod[t.clamp(min=0)]
+        return torch.where(t < 0, torch.ones_like(ab), ab)[:, None, None]
+
+    def _q_xt(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = self._ab(t)
+        return (ab * x0 + (1 - ab) / self.k) * self.mask
+
+    def _posterior(
+        self, xt: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, s: torch.Tensor
+    ) -> torch.Tensor:
+        a_ts = self._ab(t) / self._ab(s)
+        ab_s = self._ab(s)
+        unnorm = (a_ts * xt + (1 - a_ts) / self.k) * (ab_s * x0 + (1 - ab_s) / self.k) * self.mask
+        return unnorm / unnorm.sum(-1, keepdim=True).clamp(min=_LOG_EPS)
+
+    def _draw(self, probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        u = torch.rand(probs.shape, generator=generator, dtype=torch.float64).clamp(1e-30, 1.0)
+        gumbel = -torch.log(-torch.log(u))
+        scores = torch.log(probs.clamp(min=_LOG_EPS)) + gumbel
+        return scores.masked_fill(~self.mask, -torch.inf).argmax(-1)
+
+    def loss(
+        self,
+        model: nn.Module,
+        x_num: torch.Tensor,
+        x_cat: torch.Tensor,
+        y: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Per-row training loss (numeric noise MSE + categorical posterior KL)."""
+        n = x_num.shape[0]
+        t = torch.randint(0, self.timesteps, (n,), generator=generator)
+        noise = torch.randn(x_num.shape, generator=generator)
+        xt_num = self.scheduler.add_noise(x_num, noise, t)
+        parts = [xt_num]
+        x0 = xt = None
+        if self.sizes:
+            x0 = self._onehot(x_cat)
+            xt = self._onehot(self._draw(self._q_xt(x0, t), generator))
+            parts.append(self._flat(xt))
+        out = model(torch.cat(parts, dim=1), t, y)
+        loss = torch.zeros(n)
+        if self.d_num:
+            loss = loss + ((out[:, : self.d_num] - noise) ** 2).mean(dim=1)
+        if self.sizes:
+            pred = self._probs(out[:, self.d_num :])
+            prev = t - 1
+            true_post = self._posterior(xt, x0, t, prev)
+            pred_post = self._posterior(xt, pred, t, prev)
+            kl = (
+                true_post
+                * (
+                    torch.log(true_post.clamp(min=_LOG_EPS))
+                    - torch.log(pred_post.clamp(min=_LOG_EPS))
+                )
+            ).sum(-1)
+            nll = -(x0 * torch.log(pred.clamp(min=_LOG_EPS))).sum(-1)
+            per_column = torch.where((t == 0)[:, None], nll, kl)
+            loss = loss + per_column.mean(dim=1).float()
+        return loss
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: nn.Module,
+        n: int,
+        y: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        scheduler: str = "ddpm",
+        steps: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw `n` rows: numeric scores (float32) and category indices (int64)."""
+        sched = make_scheduler(scheduler, self.scheduler.config)
+        sched.set_timesteps(steps or self.timesteps)
+        x = torch.randn((n, self.d_num), generator=generator) * float(sched.init_noise_sigma)
+        uniform = self.mask.double()[None].expand(n, -1, -1) / self.k
+        x_cat = (
+            self._draw(uniform, generator) if self.sizes else torch.zeros((n, 0), dtype=torch.long)
+        )
+        timesteps = list(sched.timesteps)
+        for i, t in enumerate(timesteps):
+            t_batch = torch.full((n,), int(t), dtype=torch.long)
+            parts = [sched.scale_model_input(x, t)]
+            if self.sizes:
+                parts.append(self._flat(self._onehot(x_cat)))
+            out = model(torch.cat(parts, dim=1), t_batch, y)
+            if self.d_num:
+                x = sched.step(out[:, : self.d_num], t, x, generator=generator).prev_sample
+            if self.sizes:
+                pred = self._probs(out[:, self.d_num :])
+                if i == len(timesteps) - 1:
+                    x_cat = self._draw(pred, generator)
+                else:
+                    s = torch.full((n,), int(timesteps[i + 1]), dtype=torch.long)
+                    x_cat = self._draw(
+                        self._posterior(self._onehot(x_cat), pred, t_batch, s), generator
+                    )
+        return x.float(), x_cat

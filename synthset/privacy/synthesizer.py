@@ -1,0 +1,411 @@
+"""`TabularSynthesizer`: fit a TabDDPM-style diffusion model on a private table, with or
+without DP-SGD, sample synthetic rows by seed, and save/load as safetensors + JSON.
+
+Without a privacy budget, the encoder's statistics are exact and training is plain AdamW.
+With `epsilon` (and `delta`), undeclared statistics are estimated with DP from
+`preprocessing_share` of ε (see `synthset.privacy.dp_stats`) and the denoiser is trained with
+Opacus DP-SGD (per-row clipping to `max_grad_norm`, Poisson sampling, Gaussian noise), with
+the noise multiplier chosen so that everything composed stays within (ε, δ). DP noise and
+batch sampling draw from OS entropy, so DP fits are not reproducible from `seed` by design;
+sampling from a fitted model is (`sample(n, seed)`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthset.privacy.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
+from synthset.privacy.dp import PrivacyBudget, PrivacyLedger
+from synthset.privacy.encoder import TableEncoder, category_index, exact_stats, to_normal
+from synthset.privacy.errors import missing_extra
+from synthset.privacy.schema import TableSchema
+
+WEIGHTS = "model.safetensors"
+CONFIG = "synthesizer.json"
+FORMAT = "synthset-tabddpm/1"
+SAMPLE_CHUNK = 8192
+
+
+class SynthesizerConfig(BaseModel):
+    """Hyper-parameters of the model, its training and its privacy budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: list[int] = Field(default_factory=lambda: [256, 256, 256])
+    d_embed: int = 128
+    dropout: float = 0.0
+    timesteps: int = 1000
+    schedule: Literal["cosine", "linear"] = "cosine"
+    scheduler: str = "ddpm"
+    sample_steps: int | None = Field(
+        default=None, description="denoising steps when sampling; None: every timestep"
+    )
+    steps: int = Field(default=4000, ge=1, description="optimizer steps")
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    ema: float = Field(default=0.995, ge=0, lt=1)
+    conditional: bool = Field(default=True, description="condition on the schema's target")
+    seed: int = 0
+    threads: int | None = None
+    epsilon: float | None = Field(default=None, gt=0)
+    delta: float | None = Field(default=None, gt=0, lt=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    preprocessing_share: float = Field(default=0.1, gt=0, lt=1)
+    dp_bins: int = Field(default=10, ge=2)
+
+    def model_post_init(self, _: Any) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"unknown scheduler {self.scheduler!r}; allowed: {', '.join(SCHEDULERS)}"
+            )
+        if self.delta is not None and self.epsilon is None:
+            raise ValueError("delta is given without epsilon")
+
+    @property
+    def private(self) -> bool:
+        return self.epsilon is not None
+
+
+def default_delta(rows: int) -> float:
+    """δ when none is given: well below 1/n, as DP requires (min(1e-5, 1/(10·n)))."""
+    return min(1e-5, 1.0 / (10 * rows))
+
+
+class _EMA:
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay, self.module = decay, copy.deepcopy(module).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for mine, theirs in zip(self.module.parameters(), module.parameters(), strict=True):
+            mine.mul_(self.decay).add_(theirs.detach(), alpha=1 - self.decay)
+
+
+class TabularSynthesizer:
+    """TabDDPM-style synthesizer for mixed-type tables, optionally differentially private."""
+
+    def __init__(self, config: SynthesizerConfig | None = None, **overrides: Any):
+        base = (config or SynthesizerConfig()).model_dump()
+        self.config = SynthesizerConfig(**(base | overrides))
+        self.encoder: TableEncoder | None = None
+        self.diffusion: MixedDiffusion | None = None
+        self.model: Denoiser | None = None
+        self.ledger: PrivacyLedger | None = None
+        self.history: dict[str, Any] = {}
+
+    def _build(self) -> None:
+        enc = self.encoder
+        self.diffusion = MixedDiffusion(
+            len(enc.numeric), enc.category_sizes, self.config.timesteps, self.config.schedule
+        )
+        d = self.diffusion.d_model
+        self.model = Denoiser(
+            d,
+            d,
+            hidden=self.config.hidden,
+            d_embed=self.config.d_embed,
+            n_classes=enc.n_classes,
+            numeric_condition=enc.target_kind == "numeric",
+            dropout=self.config.dropout,
+        )
+
+    def fit(self, frame: pd.DataFrame, schema: TableSchema) -> TabularSynthesizer:
+        """Learn the table's distribution from `frame` (the private training rows)."""
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if not cfg.conditional and schema.target is not None:
+            schema = TableSchema.from_dict(schema.to_dict() | {"target": None})
+        t0 = time.perf_counter()
+        if cfg.private:
+            from synthset.privacy.dp_stats import dp_stats
+
+            delta = cfg.delta if cfg.delta is not None else default_delta(len(frame))
+            self.ledger = PrivacyLedger(
+                PrivacyBudget(cfg.epsilon, delta, preprocessing_share=cfg.preprocessing_share)
+            )
+            stats = dp_stats(frame, schema, self.ledger, bins=cfg.dp_bins)
+        else:
+            stats = exact_stats(frame, schema)
+        self.encoder = TableEncoder(schema, stats)
+        data = self.encoder.encode(frame)
+        torch.manual_seed(cfg.seed)
+        self._build()
+        tensors = [torch.from_numpy(np.array(data[k])) for k in ("x_num", "x_cat")]
+        if "y" in data:
+            tensors.append(torch.from_numpy(np.array(data["y"])))
+        seconds_prep = time.perf_counter() - t0
+        losses = self._train_private(tensors) if cfg.private else self._train(tensors)
+        self.history = {
+            "rows": len(frame),
+            "steps": len(losses),
+            "final_loss": float(np.mean(losses[-50:])) if losses else math.nan,
+            "seconds_preprocess": seconds_prep,
+            "seconds_train": time.perf_counter() - t0 - seconds_prep,
+        }
+        return self
+
+    def _optimizer(self, model: torch.nn.Module) -> tuple[Any, Any]:
+        cfg = self.config
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(0.0, 1 - step / cfg.steps)
+        )
+        return optimizer, schedule
+
+    def _batch_loss(self, model: torch.nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        y = batch[2] if len(batch) > 2 else None
+        return self.diffusion.loss(model, batch[0], batch[1], y).mean()
+
+    def _train(self, tensors: list[torch.Tensor]) -> list[float]:
+        cfg = self.config
+        n = tensors[0].shape[0]
+        batch = min(cfg.batch_size, n)
+        optimizer, schedule = self._optimizer(self.model)
+        ema = _EMA(self.model, cfg.ema) if cfg.ema else None
+        generator = torch.Generator().manual_seed(cfg.seed)
+        losses: list[float] = []
+        self.model.train()
+        order = torch.randperm(n, generator=generator)
+        cursor = 0
+        for _ in range(cfg.steps):
+            if cursor + batch > n:
+                order, cursor = torch.randperm(n, generator=generator), 0
+            index = order[cursor : cursor + batch]
+            cursor += batch
+            loss = self._batch_loss(self.model, [t[index] for t in tensors])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if ema:
+                ema.update(self.model)
+            losses.append(float(loss.detach()))
+        if ema:
+            self.model = ema.module
+        self.model.eval()
+        return losses
+
+    def _train_private(self, tensors: list[torch.Tensor]) -> list[float]:
+        try:
+            from opacus import PrivacyEngine
+        except ImportError:
+            raise missing_extra("opacus") from None
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from synthset.privacy.dp import Mechanism
+
+        cfg = self.config
+        n = tensors[0].shape[0]
+        batch = min(cfg.batch_size, n)
+        sample_rate = batch / n
+        sigma = self.ledger.sgd_noise(sample_rate, cfg.steps)
+        torch.manual_seed(secrets.randbits(63))
+        noise = torch.Generator().manual_seed(secrets.randbits(63))
+        optimizer, _ = self._optimizer(self.model)
+        loader = DataLoader(TensorDataset(*tensors), batch_size=batch)
+        engine = PrivacyEngine(accountant="rdp")
+        model, optimizer, loader = engine.make_private(
+            module=self.model,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=sigma,
+            max_grad_norm=cfg.max_grad_norm,
+            poisson_sampling=True,
+            noise_generator=noise,
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer.original_optimizer, lambda step: max(0.0, 1 - step / cfg.steps)
+        )
+        ema = _EMA(model._module, cfg.ema) if cfg.ema else None
+        losses: list[float] = []
+        model.train()
+        while len(losses) < cfg.steps:
+            for batch_tensors in loader:
+                if len(losses) >= cfg.steps:
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                if batch_tensors[0].shape[0] == 0:
+                    optimizer.step()
+                    losses.append(math.nan)
+                    continue
+                loss = self._batch_loss(model, batch_tensors)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                if ema:
+                    ema.update(model._module)
+                losses.append(float(loss.detach()))
+        steps = len(losses)
+        self.ledger.add(
+            Mechanism(
+                name="dp-sgd",
+                covers="the denoiser's weights (every training row, through per-row clipped "
+                f"gradients; clip norm {cfg.max_grad_norm})",
+                noise_multiplier=sigma,
+                sample_rate=sample_rate,
+                steps=steps,
+            )
+        )
+        base = ema.module if ema else model._module
+        self.model = base.eval()
+        return [x for x in losses if not math.isnan(x)]
+
+    def _condition(self, n: int, target: Any, generator: torch.Generator) -> torch.Tensor | None:
+        enc = self.encoder
+        if enc.target_kind is None:
+            if target is not None:
+                raise ValueError("this synthesizer has no conditioning target")
+            return None
+        name = enc.schema.target
+        stats = enc.stats[name]
+        if target is not None:
+            values = pd.Series(
+                list(target)
+                if isinstance(target, Sequence) and not isinstance(target, str)
+                else [target] * n
+            )
+            if len(values) != n:
+                raise ValueError(f"target has {len(values)} values for {n} rows")
+            if enc.target_kind == "classes":
+                unknown = [
+                    v for v in values.unique() if not any(_same(v, c) for c in stats.categories)
+                ]
+                if unknown:
+                    raise ValueError(
+                        f"target value {unknown[0]!r} is not a class of {name!r}; "
+                        f"classes: {stats.categories}"
+                    )
+                return torch.from_numpy(category_index(values, stats.categories))
+            spec = enc.schema.column(name)
+            from synthset.privacy.encoder import as_float
+
+            return torch.from_numpy(to_normal(as_float(values, spec), stats).astype(np.float32))
+        if enc.target_kind == "classes":
+            shares = stats.shares
+            if shares is None:
+                shares = np.full(len(stats.categories), 1 / len(stats.categories))
+            return torch.multinomial(
+                torch.from_numpy(np.asarray(shares, dtype=np.float64)), n, True, generator=generator
+            )
+        return torch.randn(n, generator=generator)
+
+    def sample(self, n: int, seed: int = 0, target: Any = None) -> pd.DataFrame:
+        """`n` synthetic rows; the same seed gives the same rows.
+
+        With a conditioning target, `target` fixes its value for every row (a scalar) or per
+        row (a sequence of `n`); by default it is drawn from the target's (DP) distribution.
+        """
+        if self.model is None:
+            raise RuntimeError("fit or load the synthesizer before sampling")
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        generator = torch.Generator().manual_seed(seed)
+        y_all = self._condition(n, target, generator)
+        nums, cats = [], []
+        for start in range(0, n, SAMPLE_CHUNK):
+            stop = min(n, start + SAMPLE_CHUNK)
+            y = y_all[start:stop] if y_all is not None else None
+            x_num, x_cat = self.diffusion.sample(
+                self.model,
+                stop - start,
+                y,
+                generator,
+                self.config.scheduler,
+                self.config.sample_steps,
+            )
+            nums.append(x_num.numpy())
+            cats.append(x_cat.numpy())
+        y_np = y_all.numpy() if y_all is not None else None
+        return self.encoder.decode(np.concatenate(nums), np.concatenate(cats), y_np)
+
+    def privacy(self) -> dict[str, Any] | None:
+        """The privacy accounting of the fit, None without DP."""
+        return self.ledger.to_dict() if self.ledger else None
+
+    def save(self, folder: str | Path) -> Path:
+        """Write `model.safetensors` (weights and encoder arrays) and `synthesizer.json`."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays, encoder_meta = self.encoder.state()
+        tensors = {
+            f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()
+        }
+        tensors |= {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        save_file(tensors, str(folder / WEIGHTS), metadata={"format": FORMAT})
+        meta = {
+            "format": FORMAT,
+            "config": self.config.model_dump(),
+            "encoder": encoder_meta,
+            "privacy": self.privacy(),
+            "history": self.history,
+            "scheduler": dict(self.diffusion.scheduler.config),
+        }
+        (folder / CONFIG).write_text(json.dumps(meta, indent=2, default=_json) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TabularSynthesizer:
+        """Rebuild a saved synthesizer (no pickle: safetensors and JSON only)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        meta = json.loads((folder / CONFIG).read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(
+                f"{folder}: not a synthset tabular model (format {meta.get('format')!r})"
+            )
+        tensors = load_file(str(folder / WEIGHTS))
+        self = cls(SynthesizerConfig(**meta["config"]))
+        arrays = {k: v.numpy() for k, v in tensors.items() if k.startswith("encoder.")}
+        self.encoder = TableEncoder.from_state(arrays, meta["encoder"])
+        self._build()
+        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(state)
+        self.model.eval()
+        self.history = meta.get("history", {})
+        if meta.get("privacy"):
+            p = meta["privacy"]
+            from synthset.privacy.dp import Mechanism
+
+            self.ledger = PrivacyLedger(
+                PrivacyBudget(**p["budget"]),
+                [Mechanism(**m) for m in p["mechanisms"]],
+                list(p["notes"]),
+                p["reserved_delta"],
+            )
+        return self
+
+
+def _same(a: Any, b: Any) -> bool:
+    if b is None:
+        return a is None or (isinstance(a, float) and math.isnan(a))
+    try:
+        return a == b or float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
