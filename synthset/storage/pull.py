@@ -17,7 +17,7 @@ from PIL import Image
 
 from synthset.errors import DigestMismatch, SynthsetError
 from synthset.generators.builtin import cache_dir
-from synthset.storage.digest import version_digest
+from synthset.storage.digest import TABLE_FILE, is_table_version, version_digest
 from synthset.storage.versioning import ARTIFACT_PATH, VersionInfo, _client, resolve_version
 
 
@@ -30,8 +30,16 @@ class PulledDataset:
     digest: str
     path: Path
 
+    @property
+    def kind(self) -> str:
+        """`images` or `table` (a synthetic table)."""
+        return "table" if is_table_version(self.path) else "images"
+
     def to_pandas(self) -> pd.DataFrame:
-        """The metadata table, with `image_path` holding each image's absolute path."""
+        """The metadata table, with `image_path` holding each image's absolute path; for a
+        tabular version, the synthetic table."""
+        if self.kind == "table":
+            return pd.read_parquet(self.path / TABLE_FILE)
         frame = pd.read_parquet(self.path / "metadata.parquet")
         frame.insert(2, "image_path", [str(self.path / f) for f in frame["file_name"]])
         return frame
@@ -54,12 +62,16 @@ class PulledDataset:
 
     def to_torch(self, transform: Callable[[Image.Image], Any] | None = None) -> ImageDataset:
         """A `torch.utils.data.Dataset` of `{"image": tensor, **metadata}` dicts."""
+        if self.kind == "table":
+            raise SynthsetError(f"{self.name}@v{self.version} is a table; use to_pandas()")
         return ImageDataset(self.to_pandas(), transform)
 
     def to_hf(self) -> Any:
         """The version as a Hugging Face `datasets.Dataset` (imagefolder with metadata)."""
         import datasets
 
+        if self.kind == "table":
+            return datasets.Dataset.from_pandas(self.to_pandas(), preserve_index=False)
         return datasets.load_dataset("imagefolder", data_dir=str(self.path), split="train")
 
 
@@ -101,7 +113,8 @@ class ImageDataset:
 
 
 def _is_verified(folder: Path, digest: str) -> bool:
-    return (folder / "metadata.parquet").is_file() and version_digest(folder) == digest
+    has_data = (folder / "metadata.parquet").is_file() or is_table_version(folder)
+    return has_data and version_digest(folder) == digest
 
 
 def _download(info: VersionInfo, dest: Path, tracking_uri: str | None) -> None:

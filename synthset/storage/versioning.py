@@ -36,7 +36,7 @@ _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 @dataclass(frozen=True)
 class VersionInfo:
-    """A published version as MLflow records it."""
+    """A published version as MLflow records it (`images` holds the row count of a table)."""
 
     name: str
     version: int
@@ -106,7 +106,7 @@ def list_versions(name: str, tracking_uri: str | None = None) -> list[VersionInf
                 version=version,
                 run_id=run.info.run_id,
                 digest=run.data.tags[TAG_DIGEST],
-                images=int(run.data.metrics.get("images", 0)),
+                images=int(run.data.metrics.get("images", run.data.metrics.get("rows", 0))),
                 created=pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
                 aliases=tuple(sorted(aliases.get(version, []))),
             )

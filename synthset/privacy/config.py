@@ -1,0 +1,121 @@
+"""The config of a synthetic-table release (YAML or JSON), validated with one-line errors.
+
+```yaml
+dataset: patients-synth        # name of the synthetic dataset (versions, MLflow experiment)
+data: patients.csv             # the private table (relative to this file)
+identifiers: [patient_id]      # dropped before anything else
+types: {visit: datetime}       # overrides of inferred kinds
+target: outcome                # conditioning target and TSTR target
+sensitive: [hiv_status]        # attribute-inference checks
+bounds: {age: [0, 120]}        # public declarations: no budget spent on them under DP
+categories: {sex: [F, M]}
+holdout: 0.3
+synthesizer: {steps: 4000, epsilon: 3, delta: 1.0e-6}
+gate: {max_mia_auc: 0.6}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from synthset.privacy.errors import TableError
+from synthset.privacy.gate import GateConfig
+from synthset.privacy.synthesizer import SynthesizerConfig
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class AuditConfig(BaseModel):
+    """Audit settings: the TSTR model and the seed of its subsamples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tstr_model: str = Field(default="auto", pattern="^(auto|linear|gbm)$")
+    seed: int = 0
+
+
+class TabularConfig(BaseModel):
+    """Everything a release needs: input, declarations, model, budget, audit and gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(pattern=_NAME)
+    data: str
+    description: str | None = None
+    types: dict[str, str] = Field(default_factory=dict)
+    identifiers: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list)
+    target: str | None = None
+    sensitive: list[str] = Field(default_factory=list)
+    bounds: dict[str, tuple[Any, Any]] = Field(default_factory=dict)
+    categories: dict[str, list[Any]] = Field(default_factory=dict)
+    decimals: dict[str, int] = Field(default_factory=dict)
+    max_categories: int = Field(default=10, ge=2)
+    holdout: float = Field(default=0.3, gt=0, lt=1)
+    rows: int | None = Field(
+        default=None, ge=1, description="synthetic rows; default: training rows"
+    )
+    seed: int = 0
+    synthesizer: SynthesizerConfig = Field(default_factory=SynthesizerConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    @field_validator("data")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give the path of the private table")
+        return value
+
+    def table_options(self) -> dict[str, Any]:
+        """Keyword arguments of `synthset.privacy.schema.prepare_table`."""
+        return {
+            "types": self.types,
+            "identifiers": self.identifiers,
+            "drop": self.drop,
+            "target": self.target,
+            "sensitive": self.sensitive,
+            "bounds": self.bounds,
+            "categories": self.categories,
+            "decimals": self.decimals,
+            "max_categories": self.max_categories,
+        }
+
+
+def _where(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"])
+
+
+def parse_config(
+    data: dict[str, Any], source: str = "<config>", base: Path | None = None
+) -> TabularConfig:
+    """Validate a config mapping; `data` paths are resolved against `base`."""
+    try:
+        config = TabularConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise TableError(source, f"field '{_where(first)}': {first['msg']}") from None
+    except (TypeError, ValueError) as exc:
+        raise TableError(source, str(exc)) from None
+    if base is not None and not Path(config.data).is_absolute():
+        config.data = str((base / config.data).resolve())
+    return config
+
+
+def load_config(path: str | Path) -> TabularConfig:
+    """Read and validate a YAML or JSON release config."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(str(path), "no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TableError(str(path), f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise TableError(str(path), "expected a mapping with at least 'dataset' and 'data'")
+    return parse_config(data, str(path), path.parent)
