@@ -19,6 +19,7 @@ is defined for any s < t, sampling may skip steps together with the numeric sche
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -235,6 +236,7 @@ class MixedDiffusion:
             self._draw(uniform, generator) if self.sizes else torch.zeros((n, 0), dtype=torch.long)
         )
         timesteps = list(sched.timesteps)
+        takes_generator = "generator" in inspect.signature(sched.step).parameters
         for i, t in enumerate(timesteps):
             t_batch = torch.full((n,), int(t), dtype=torch.long)
             parts = [sched.scale_model_input(x, t)]
@@ -242,7 +244,8 @@ class MixedDiffusion:
                 parts.append(self._flat(self._onehot(x_cat)))
             out = model(torch.cat(parts, dim=1), t_batch, y)
             if self.d_num:
-                x = sched.step(out[:, : self.d_num], t, x, generator=generator).prev_sample
+                extra = {"generator": generator} if takes_generator else {}
+                x = sched.step(out[:, : self.d_num], t, x, **extra).prev_sample
             if self.sizes:
                 pred = self._probs(out[:, self.d_num :])
                 if i == len(timesteps) - 1:

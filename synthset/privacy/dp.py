@@ -11,6 +11,7 @@ by one row passes the release threshold; that share of δ is set aside before th
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,7 +77,9 @@ def compose_epsilon(mechanisms: list[Mechanism], delta: float) -> float:
     """ε of the RDP composition of `mechanisms` at `delta` (δ_extra not included)."""
     if not mechanisms:
         return 0.0
-    return float(_accountant(mechanisms).get_epsilon(delta))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        return float(_accountant(mechanisms).get_epsilon(delta))
 
 
 def _search(epsilon_of: Any, target: float) -> float:

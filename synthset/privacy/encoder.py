@@ -42,6 +42,15 @@ class ColumnStats:
     shares: np.ndarray | None = None
 
 
+def knot_count(rows: int) -> int:
+    """Quantile knots of an exact map: TabDDPM's max(min(n // 30, 1000), 10).
+
+    Far fewer knots than rows, so decoded values do not snap onto individual training values
+    (one knot per row would copy each column's training values into the synthetic table).
+    """
+    return int(max(min(rows // 30, MAX_KNOTS), 10))
+
+
 def as_float(series: pd.Series, spec: ColumnSpec) -> np.ndarray:
     """Numeric or datetime values as float64 (datetimes in seconds since the epoch)."""
     if spec.kind == "datetime":
@@ -96,7 +105,7 @@ def exact_stats(frame: pd.DataFrame, schema: TableSchema) -> dict[str, ColumnSta
             lower = spec.lower if spec.lower is not None else float(observed.min())
             upper = spec.upper if spec.upper is not None else float(observed.max())
             observed = np.clip(observed, lower, upper)
-            levels = np.linspace(0, 1, int(min(MAX_KNOTS, max(len(observed), 2))))
+            levels = np.linspace(0, 1, knot_count(len(observed)))
             knots = np.quantile(observed, levels)
             out[spec.name] = ColumnStats(
                 knots=knots,
@@ -126,9 +135,8 @@ def category_index(series: pd.Series, categories: list[Any]) -> np.ndarray:
     fallback = next(i for i, c in enumerate(categories) if c is not None)
     missing = lookup.get(_key(None), fallback)
     keys = series.map(lambda v: _key(None) if _isna(v) else _key(v))
-    return keys.map(lambda k: lookup.get(k, missing if k == _key(None) else fallback)).to_numpy(
-        dtype="int64"
-    )
+    index = keys.map(lambda k: lookup.get(k, missing if k == _key(None) else fallback))
+    return np.array(index.to_numpy(dtype="int64"))
 
 
 def _isna(value: Any) -> bool:

@@ -332,6 +332,7 @@ def prepare_table(
         series = kept[name]
         if series.nunique(dropna=False) <= 1:
             only = series.iloc[0]
+            only = only.item() if isinstance(only, np.generic) else only
             raise TableError(
                 source,
                 f"holds a single value ({only!r}) in all {len(series)} rows, so there is nothing "

@@ -17,6 +17,7 @@ import json
 import math
 import secrets
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -220,6 +221,8 @@ class TabularSynthesizer:
         optimizer, _ = self._optimizer(self.model)
         loader = DataLoader(TensorDataset(*tensors), batch_size=batch)
         engine = PrivacyEngine(accountant="rdp")
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
         model, optimizer, loader = engine.make_private(
             module=self.model,
             optimizer=optimizer,

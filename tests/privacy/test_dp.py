@@ -1,0 +1,77 @@
+"""Privacy accounting: the composition of every mechanism stays within the budget, declared
+statistics cost nothing, and value sets never reveal a value held by one row."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, compose_epsilon
+from synthset.privacy.dp_stats import dp_stats, noisy_cdf
+from synthset.privacy.errors import TableError
+from synthset.privacy.schema import prepare_table
+
+
+def test_gaussian_composition_matches_known_values():
+    one = compose_epsilon([Mechanism("g", "", 1.0)], 1e-5)
+    many = compose_epsilon([Mechanism("g", "", 1.0, steps=4)], 1e-5)
+    assert 3.5 < one < 5.5 and many > one
+
+
+def test_preprocessing_share_and_sgd_fill_the_budget():
+    ledger = PrivacyLedger(PrivacyBudget(epsilon=2.0, delta=1e-6, preprocessing_share=0.2))
+    z = ledger.preprocessing_noise(10)
+    ledger.add(Mechanism("pre", "", z, 1.0, 10))
+    alone = ledger.spent()["epsilon"]
+    assert 0 < alone < 2.0
+    sigma = ledger.sgd_noise(sample_rate=0.1, steps=200)
+    ledger.add(Mechanism("dp-sgd", "", sigma, 0.1, 200))
+    assert ledger.spent()["epsilon"] == pytest.approx(2.0, rel=2e-3)
+    assert ledger.spent()["epsilon"] <= 2.0 + 1e-9
+
+
+def test_declared_statistics_spend_nothing():
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 100), "c": ["a", "b"] * 50})
+    table = prepare_table(frame, bounds={"x": (0, 1)}, categories={"c": ["a", "b"]})
+    ledger = PrivacyLedger(PrivacyBudget(1.0, 1e-6))
+    stats = dp_stats(table.frame, table.schema, ledger, rng=np.random.default_rng(0))
+    (mechanism,) = ledger.mechanisms
+    assert mechanism.steps == 1 and "bounds" not in mechanism.covers
+    assert mechanism.delta_extra == 0 and ledger.reserved_delta == 0
+    assert stats["x"].lower == 0 and stats["x"].upper == 1
+    assert stats["c"].categories == ["a", "b", None]
+
+
+def test_a_value_held_by_one_row_is_not_released():
+    frame = pd.DataFrame({"c": ["common"] * 400 + ["rare"], "x": np.arange(401.0)})
+    table = prepare_table(frame)
+    released = 0
+    for seed in range(50):
+        ledger = PrivacyLedger(PrivacyBudget(5.0, 1e-6))
+        stats = dp_stats(table.frame, table.schema, ledger, rng=np.random.default_rng(seed))
+        released += "rare" in stats["c"].categories
+        assert "common" in stats["c"].categories
+    assert released == 0
+    assert ledger.spent()["delta"] <= 1e-6
+
+
+def test_no_category_released_at_a_tiny_budget_names_the_column():
+    frame = pd.DataFrame({"c": list("abcdefghij") * 5, "x": np.arange(50.0)})
+    table = prepare_table(frame, "t.csv", types={"c": "categorical"})
+    with pytest.raises(TableError, match="column 'c': no category passed"):
+        dp_stats(table.frame, table.schema, PrivacyLedger(PrivacyBudget(0.01, 1e-6)))
+
+
+def test_dp_bounds_and_quantiles_land_near_the_data():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(50, 10, 5000), "y": rng.exponential(3, 5000)})
+    table = prepare_table(frame)
+    stats = dp_stats(table.frame, table.schema, PrivacyLedger(PrivacyBudget(1.0, 1e-6)), rng=rng)
+    assert 8 <= stats["x"].lower <= 30 and 70 <= stats["x"].upper <= 130
+    middle = np.interp(0.5, stats["x"].levels, stats["x"].knots)
+    assert abs(middle - 50) < 5
+
+
+def test_noisy_cdf_is_monotone_and_invertible():
+    levels = noisy_cdf(np.array([5.0, -3.0, 10.0, 0.0, -1.0]))
+    assert levels[0] == 0 and levels[-1] == pytest.approx(1)
+    assert np.all(np.diff(levels) > 0)

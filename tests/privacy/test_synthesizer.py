@@ -1,0 +1,87 @@
+"""The synthesizer: fit, seeded sampling, conditioning, save/load without pickle, and DP-SGD
+with Opacus to a budget."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthset.privacy.schema import prepare_table
+from synthset.privacy.synthesizer import CONFIG, WEIGHTS, TabularSynthesizer
+from tests.privacy.conftest import TINY
+
+
+@pytest.fixture
+def table(frame):
+    return prepare_table(frame, identifiers=["patient"], target="risk")
+
+
+@pytest.fixture
+def fitted(table):
+    return TabularSynthesizer(**TINY).fit(table.frame, table.schema)
+
+
+def test_sample_has_the_schema_and_is_seeded(fitted, table):
+    a, b, c = fitted.sample(50, seed=1), fitted.sample(50, seed=1), fitted.sample(50, seed=2)
+    assert list(a.columns) == table.schema.names and len(a) == 50
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+    assert a["age"].dtype == np.int64 and a["smoker"].dtype == bool
+    assert set(a["city"]) <= {"north", "south", "east"} and set(a["risk"]) <= {"high", "low"}
+    assert pd.api.types.is_datetime64_any_dtype(a["visit"])
+    assert a["age"].between(18, 89).all()
+    assert fitted.privacy() is None
+
+
+def test_conditioning_on_the_target(fitted):
+    rows = fitted.sample(30, seed=0, target="high")
+    assert (rows["risk"] == "high").all()
+    mixed = fitted.sample(4, seed=0, target=["low", "high", "low", "high"])
+    assert mixed["risk"].tolist() == ["low", "high", "low", "high"]
+    with pytest.raises(ValueError, match="not a class"):
+        fitted.sample(3, target="medium")
+
+
+def test_save_and_load_are_safetensors_and_json(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([WEIGHTS, CONFIG])
+    meta = json.loads((folder / CONFIG).read_text())
+    assert meta["format"].startswith("synthset-tabddpm")
+    again = TabularSynthesizer.load(folder)
+    pd.testing.assert_frame_equal(again.sample(40, seed=3), fitted.sample(40, seed=3))
+
+
+def test_learns_a_simple_table():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, 600)
+    frame = pd.DataFrame(
+        {"x": x, "y": 2 * x + rng.normal(0, 0.3, 600), "g": np.where(x > 0, "pos", "neg")}
+    )
+    table = prepare_table(frame)
+    settings = TINY | {"hidden": [64, 64], "steps": 800, "timesteps": 100, "sample_steps": 50}
+    synthetic = TabularSynthesizer(**settings).fit(table.frame, table.schema).sample(600)
+    assert np.corrcoef(synthetic["x"], synthetic["y"])[0, 1] > 0.8
+    agree = ((synthetic["x"] > 0) == (synthetic["g"] == "pos")).mean()
+    assert agree > 0.8
+
+
+def test_dp_sgd_spends_exactly_the_budget(table):
+    synthesizer = TabularSynthesizer(**TINY | {"steps": 15}, epsilon=3.0, delta=1e-5)
+    synthesizer.fit(table.frame, table.schema)
+    privacy = synthesizer.privacy()
+    names = [m["name"] for m in privacy["mechanisms"]]
+    assert names == ["preprocessing histograms", "dp-sgd"]
+    assert privacy["mechanisms"][1]["steps"] == 15
+    spent = privacy["spent"]
+    assert 2.9 < spent["epsilon"] <= 3.0 + 1e-6 and spent["delta"] <= 1e-5
+    assert "category sets of city, risk" in privacy["mechanisms"][0]["covers"]
+    rows = synthesizer.sample(20)
+    assert list(rows.columns) == table.schema.names
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        TabularSynthesizer(scheduler="fast")
+    with pytest.raises(ValueError, match="delta is given without epsilon"):
+        TabularSynthesizer(delta=1e-5)
