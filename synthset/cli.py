@@ -161,6 +161,22 @@ def cmd_servers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from synthset.models.build import WEIGHTS, build_default
+    from synthset.models.quality import measure, report
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    out = Path(args.out) if args.out else WEIGHTS
+    timings = build_default(out, seed=args.seed, threads=args.threads)
+    print(json.dumps(timings, indent=2, default=str))
+    print(report(measure(out)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthset", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -197,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pull)
     p.add_argument("ref", metavar="NAME[@VERSION|@ALIAS]")
     p.add_argument("--to", default=None, help="target folder (default: the synthset cache)")
+    p = add("models", cmd_models, "build the embedded default models from scratch")
+    p.add_argument("action", choices=["build-default"])
+    p.add_argument("--out", default=None, help="folder for the weights (default: the package's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
     p = add("servers", cmd_servers, "start, stop or check the local Prefect and MLflow servers")
     p.add_argument("action", choices=["start", "stop", "status"])
     return parser

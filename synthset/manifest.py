@@ -34,7 +34,7 @@ from synthset.curation.config import (
 from synthset.errors import ManifestError
 from synthset.generators.schedulers import SCHEDULERS
 
-DEFAULT_MODEL = "synthset/tiny-random"
+DEFAULT_MODEL = "synthset/tiny-digits"
 ITEM_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
 _SEED_SPACE = 2**31
 

@@ -3,6 +3,8 @@
 `synthset/tiny-random` is a randomly initialised tiny Stable Diffusion pipeline: it exercises
 every code path of a real model on a CPU in seconds. It is built once per machine into the
 cache folder and then loaded with `from_pretrained(folder)` like any downloaded model.
+`synthset/tiny-digits` is the trained default model whose weights ship inside the package
+(`synthset models build-default` retrains it); its name resolves to that folder.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from synthset.generators.tiny import save_tiny_sd_pipeline
 BUILTIN_MODELS: dict[str, Callable[[Path], Path]] = {
     "synthset/tiny-random": save_tiny_sd_pipeline,
 }
+PACKAGED_MODELS: dict[str, Path] = {
+    "synthset/tiny-digits": Path(__file__).parents[1] / "models" / "weights" / "tiny-digits",
+}
 
 
 def cache_dir() -> Path:
@@ -27,6 +32,8 @@ def cache_dir() -> Path:
 
 def resolve_model(name: str) -> str:
     """A built-in name becomes its folder (built atomically if missing); others pass through."""
+    if name in PACKAGED_MODELS:
+        return str(PACKAGED_MODELS[name])
     build = BUILTIN_MODELS.get(name)
     if build is None:
         return name

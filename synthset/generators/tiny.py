@@ -30,12 +30,15 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
-def write_clip_tokenizer(folder: str | Path) -> Path:
+def write_clip_tokenizer(
+    folder: str | Path, max_length: int = 77, pad_token: str = "<|endoftext|>"
+) -> Path:
     """Write a CLIP tokenizer (vocab.json, merges.txt, configs) built from open_clip's BPE file.
 
     The vocabulary is the one OpenAI CLIP uses (49,408 tokens, `<|startoftext|>` and
     `<|endoftext|>` last), so `CLIPTokenizer.from_pretrained(folder)` tokenizes as the Hub's
-    `openai/clip-vit-base-patch32` tokenizer does.
+    `openai/clip-vit-base-patch32` tokenizer does. Prompts are cut to `max_length` tokens;
+    `pad_token="!"` pads with token 0 as open_clip's tokenizer (and Stable Diffusion 2's) does.
     """
     import open_clip.tokenizer
 
@@ -52,11 +55,11 @@ def write_clip_tokenizer(folder: str | Path) -> Path:
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     config = {
         "tokenizer_class": "CLIPTokenizer",
-        "model_max_length": 77,
+        "model_max_length": max_length,
         "bos_token": "<|startoftext|>",
         "eos_token": "<|endoftext|>",
         "unk_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>",
+        "pad_token": pad_token,
         "do_lower_case": True,
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
