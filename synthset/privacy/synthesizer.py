@@ -220,9 +220,9 @@ class TabularSynthesizer:
         noise = torch.Generator().manual_seed(secrets.randbits(63))
         optimizer, _ = self._optimizer(self.model)
         loader = DataLoader(TensorDataset(*tensors), batch_size=batch)
-        engine = PrivacyEngine(accountant="rdp")
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        engine = PrivacyEngine(accountant="rdp")
         model, optimizer, loader = engine.make_private(
             module=self.model,
             optimizer=optimizer,
