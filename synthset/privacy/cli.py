@@ -244,7 +244,9 @@ def add_tabular_parser(subparsers: Any) -> argparse.ArgumentParser:
     tabular = subparsers.add_parser(
         "tabular",
         help="private tables → audited synthetic tables",
-        description=__doc__.splitlines()[0],
+        description="Private tables → audited synthetic tables: inspect a table, run a release "
+        "(fit, audit, gate, publish), or fit and sample a model. Exit codes: 0 ok, 1 failed, "
+        "2 bad input, 3 release blocked by the audit gate.",
     )
     sub = tabular.add_subparsers(dest="tabular_command", required=True, metavar="COMMAND")
 

@@ -89,3 +89,10 @@ def test_module_entry_point_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"synthset: error: {tmp_path / 'x.csv'}: no such file"
+
+
+def test_hooked_into_the_main_command(csv_file, capsys):
+    from synthset.cli import main as synthset_main
+
+    assert synthset_main(["tabular", "inspect", str(csv_file), "--id", "patient"]) == 0
+    assert "6 modelled columns" in capsys.readouterr().out
