@@ -4,10 +4,11 @@ Both sides are whole commands in fresh processes (imports, model load, generatio
 loop loads the same pipeline with `DiffusionPipeline.from_pretrained`, sets the same scheduler
 and generates the same prompts with the same per-image seeds and batch size; `synthset run`
 additionally plans, writes shards, publishes the version and records it in MLflow, against the
-Prefect and MLflow servers of `make servers`. Prints both wall times and their ratio
-(target: ≤ 1.10 at N=256 on the default model at its default settings).
+Prefect and MLflow servers of `make servers`. Curation is switched off: it scores the images
+and may top up counts with more generations, work the plain loop does not do. Prints both wall
+times and their ratio (target: ≤ 1.10 at N=256 on the default model at its default settings).
 
-    python bench/overhead.py [--images 256] [--model NAME] [--steps 20] [--repeats 1]
+    python bench/overhead.py [--images 256] [--steps 12] [--guidance 4] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 
 from synthset import servers
 from synthset.manifest import GeneratorConfig, load_manifest
+from synthset.models.text2img import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from synthset.plan import make_plan
 
 PROMPTS = [
@@ -75,7 +77,13 @@ def _manifest(folder: Path, images: int, generator: dict) -> Path:
     path = folder / "bench.yaml"
     path.write_text(
         yaml.safe_dump(
-            {"dataset": "bench-overhead", "generator": generator, "shard_size": 64, "items": items}
+            {
+                "dataset": "bench-overhead",
+                "generator": generator,
+                "shard_size": 64,
+                "items": items,
+                "curation": {"enabled": False},
+            }
         )
     )
     return path
@@ -98,8 +106,8 @@ def main() -> None:
     parser.add_argument("--model", default=GeneratorConfig().model)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=GeneratorConfig().steps)
-    parser.add_argument("--guidance", type=float, default=GeneratorConfig().guidance_scale)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     parser.add_argument("--scheduler", default=None)
     args = parser.parse_args()
 
