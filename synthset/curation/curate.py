@@ -259,7 +259,7 @@ def _perceptual(
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     x = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     return x / np.where(norms > 0, norms, 1.0)
 
 

@@ -31,10 +31,12 @@ import pandas as pd
 FLAT_MAX = 20_000
 NPROBE = 6
 QUANTIZER_DIM = 64
+REDUCED_DIM = 128
 INDEX_DIR = "index"
 _POINTS_PER_CELL = 20
 _KMEANS_ITERATIONS = 10
 _TOLERANCE = 1e-6
+_BOUND_SLACK = 1e-4
 
 Kind = Literal["auto", "flat", "ivf"]
 
@@ -167,17 +169,49 @@ def _range(index: Any, queries: np.ndarray, threshold: float) -> tuple[np.ndarra
     return rows, ids.astype(np.int64), sims.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class _Reduced:
+    """Vectors as coordinates on their top principal axes plus the norm of what is left.
+
+    For unit vectors x = a + r (a in the span of the axes, r orthogonal to it),
+    x·y = a·b + r·s ≥ t needs a·b ≥ t − |r||s| (Cauchy–Schwarz): searching the short
+    coordinates with that bound misses no pair, and the exact cosine of each candidate is
+    then taken from the full vectors.
+    """
+
+    full: np.ndarray
+    coords: np.ndarray
+    rest: np.ndarray
+
+    @staticmethod
+    def of(x: np.ndarray, dim: int, seed: int) -> _Reduced:
+        rng = np.random.default_rng(seed)
+        sample = x if len(x) <= 20_000 else x[rng.choice(len(x), 20_000, replace=False)]
+        _, axes = np.linalg.eigh(sample.astype(np.float64).T @ sample)
+        basis = np.ascontiguousarray(axes[:, ::-1][:, :dim], dtype=np.float32)
+        coords = x @ basis
+        squared = np.einsum("ij,ij->i", x, x) - np.einsum("ij,ij->i", coords, coords)
+        rest = np.sqrt(np.maximum(squared, 0.0))
+        return _Reduced(x, coords, rest)
+
+    def exact(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", self.full[left], self.full[right]).astype(np.float32)
+
+
 def _join(
     queries: np.ndarray,
     probes: np.ndarray,
     nlist: int,
     cell: Callable[[int], tuple[np.ndarray, np.ndarray]],
     threshold: float,
+    reduced: _Reduced | None = None,
 ) -> Pairs:
     """Compare every query with every vector of the cells it probes, one cell at a time.
 
     All queries that probe a cell are searched against it in one exact range search (a
-    matrix product); cells are spread over the cores FAISS may use.
+    matrix product); cells are spread over the cores FAISS may use. With `reduced`,
+    `queries` and the cells' vectors are its coordinates and the search keeps every pair
+    its bound allows, then checks each candidate's exact cosine.
     """
     faiss = _faiss()
     flat_cells = probes.ravel()
@@ -195,8 +229,17 @@ def _join(
             return None
         flat = faiss.IndexFlatIP(d)
         flat.add(vectors)
-        rows, hits, sims = _range(flat, queries[members], threshold)
-        return members[rows], ids[hits], sims
+        if reduced is None:
+            rows, hits, sims = _range(flat, queries[members], threshold)
+            return members[rows], ids[hits], sims
+        rest_q, rest_d = reduced.rest[members], reduced.rest[ids]
+        radius = threshold - float(rest_q.max() * rest_d.max()) - _BOUND_SLACK
+        rows, hits, sims = _range(flat, queries[members], radius)
+        close = sims >= threshold - rest_q[rows] * rest_d[hits] - _BOUND_SLACK
+        left, right = members[rows[close]], ids[hits[close]]
+        sims = reduced.exact(left, right)
+        keep = sims >= threshold - _TOLERANCE
+        return left[keep], right[keep], sims[keep]
 
     workers = faiss.omp_get_max_threads()
     if workers == 1:
@@ -240,7 +283,9 @@ def self_pairs(
     """Unordered pairs (i < j) of rows of `vectors` with cosine ≥ `threshold`, each once.
 
     The IVF path is the join of `search_pairs` with the vectors as both queries and cells
-    (each vector in its nearest cell), without copying them into an index first.
+    (each vector in its nearest cell), without copying them into an index first; vectors
+    longer than `REDUCED_DIM` are searched on their top principal axes with an exact bound
+    (see `_Reduced`), which finds the same pairs at a fraction of the cost.
     """
     x = _as_float32(vectors)
     n = len(x)
@@ -254,12 +299,14 @@ def self_pairs(
         home = probes[:, 0]
         order = np.argsort(home, kind="stable")
         bounds = np.searchsorted(home[order], np.arange(nlist + 1))
+        reduced = _Reduced.of(x, REDUCED_DIM, seed) if x.shape[1] > REDUCED_DIM else None
+        searched = x if reduced is None else reduced.coords
 
         def cell(c: int) -> tuple[np.ndarray, np.ndarray]:
             ids = order[bounds[c] : bounds[c + 1]]
-            return x[ids], ids
+            return searched[ids], ids
 
-        found = _join(x, probes, nlist, cell, threshold)
+        found = _join(searched, probes, nlist, cell, threshold, reduced)
     keep = found.left != found.right
     i, j = found.left[keep], found.right[keep]
     lo, hi = np.minimum(i, j), np.maximum(i, j)

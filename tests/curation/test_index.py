@@ -18,11 +18,21 @@ from synthset.curation.index import (
 )
 
 
-def planted(n: int, d: int, pairs: int, seed: int = 0) -> tuple[np.ndarray, set[tuple[int, int]]]:
-    """Random unit vectors where row `n - pairs + k` is a near-copy (cos 0.97–0.995) of row k."""
+def planted(
+    n: int, d: int, pairs: int, seed: int = 0, clusters: int = 0
+) -> tuple[np.ndarray, set[tuple[int, int]]]:
+    """Random unit vectors where row `n - pairs + k` is a near-copy (cos 0.97–0.995) of row k.
+
+    With `clusters`, the vectors gather around that many directions (cosine ≈ 0.8 within one).
+    """
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
+    if clusters:
+        centres = rng.standard_normal((clusters, d)).astype(np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        x = centres[rng.integers(clusters, size=n)] + 0.5 * x
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
     for k in range(pairs):
         cos = rng.uniform(0.97, 0.995)
         other = rng.standard_normal(d).astype(np.float32)
@@ -119,3 +129,18 @@ def test_cells_joined_on_several_threads_give_the_same_pairs():
         faiss.omp_set_num_threads(before)
     assert as_set(one) == as_set(two) and len(as_set(one) & truth) >= 48
     np.testing.assert_array_equal(one.value, two.value)
+
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_searching_principal_axes_with_the_bound_finds_the_same_pairs(monkeypatch, clustered):
+    from synthset.curation import index as module
+
+    x, truth = planted(6000, 256, 60, seed=5, clusters=20 if clustered else 0)
+    reduced = self_pairs(x, 0.95, flat_max=1000)
+    monkeypatch.setattr(module, "REDUCED_DIM", 256)
+    full = self_pairs(x, 0.95, flat_max=1000)
+
+    assert as_set(reduced) == as_set(full) and len(as_set(full) & truth) >= 55
+    np.testing.assert_allclose(reduced.value, full.value, atol=1e-5)
+    exact = (x[reduced.left] * x[reduced.right]).sum(axis=1)
+    np.testing.assert_allclose(reduced.value, exact, atol=1e-5)
