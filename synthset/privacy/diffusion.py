@@ -37,6 +37,10 @@ SCHEDULERS: dict[str, str] = {
 }
 BETA_SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
 _LOG_EPS = 1e-30
+CLIP_SAMPLE = 5.2
+"""Predicted clean scores are clipped to ±5.2, the range of the encoder's normal scores: near
+t = T the cosine schedule's ᾱ_t is tiny and an unclipped x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t
+amplifies the denoiser's error until samples run to the extremes."""
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -86,10 +90,12 @@ class Denoiser(nn.Module):
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        emb = self.time(timestep_embedding(t, self.d_embed))
+        """`x` is (rows, width) or (rows, draws, width) with `t` shaped like its leading dims;
+        `y` has one entry per row."""
+        emb = self.time(timestep_embedding(t.reshape(-1), self.d_embed).view(*t.shape, -1))
         if self.label is not None and y is not None:
             cond = self.label(y) if isinstance(self.label, nn.Embedding) else self.label(y[:, None])
-            emb = emb + F.silu(cond)
+            emb = emb + F.silu(cond).view(cond.shape[0], *([1] * (t.dim() - 1)), -1)
         return self.mlp(self.proj(x) + emb)
 
 
@@ -123,7 +129,8 @@ class MixedDiffusion:
         self.scheduler = DDPMScheduler(
             num_train_timesteps=timesteps,
             beta_schedule=BETA_SCHEDULES[schedule],
-            clip_sample=False,
+            clip_sample=True,
+            clip_sample_range=CLIP_SAMPLE,
             prediction_type="epsilon",
         )
         self.alphas_cumprod = self.scheduler.alphas_cumprod.double()
@@ -184,8 +191,18 @@ class MixedDiffusion:
         x_cat: torch.Tensor,
         y: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        draws: int = 1,
     ) -> torch.Tensor:
-        """Per-row training loss (numeric noise MSE + categorical posterior KL)."""
+        """Per-row training loss (numeric noise MSE + categorical posterior KL).
+
+        With `draws` > 1 each row's loss is averaged over that many (t, noise) draws, and the
+        model sees them as a (rows, draws, width) batch, so a row still contributes exactly one
+        per-sample gradient (under DP-SGD: less gradient noise, same sensitivity).
+        """
+        rows = x_num.shape[0]
+        if draws > 1:
+            x_num = x_num.repeat_interleave(draws, dim=0)
+            x_cat = x_cat.repeat_interleave(draws, dim=0)
         n = x_num.shape[0]
         t = torch.randint(0, self.timesteps, (n,), generator=generator)
         noise = torch.randn(x_num.shape, generator=generator)
@@ -196,7 +213,11 @@ class MixedDiffusion:
             x0 = self._onehot(x_cat)
             xt = self._onehot(self._draw(self._q_xt(x0, t), generator))
             parts.append(self._flat(xt))
-        out = model(torch.cat(parts, dim=1), t, y)
+        x_in = torch.cat(parts, dim=1)
+        if draws > 1:
+            out = model(x_in.view(rows, draws, -1), t.view(rows, draws), y).reshape(n, -1)
+        else:
+            out = model(x_in, t, y)
         loss = torch.zeros(n)
         if self.d_num:
             loss = loss + ((out[:, : self.d_num] - noise) ** 2).mean(dim=1)
@@ -215,7 +236,7 @@ class MixedDiffusion:
             nll = -(x0 * torch.log(pred.clamp(min=_LOG_EPS))).sum(-1)
             per_column = torch.where((t == 0)[:, None], nll, kl)
             loss = loss + per_column.mean(dim=1).float()
-        return loss
+        return loss.view(rows, draws).mean(dim=1) if draws > 1 else loss
 
     @torch.no_grad()
     def sample(

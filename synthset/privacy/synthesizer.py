@@ -56,6 +56,7 @@ class SynthesizerConfig(BaseModel):
     steps: int = Field(default=4000, ge=1, description="optimizer steps")
     batch_size: int = Field(default=256, ge=1)
     lr: float = 2e-3
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     weight_decay: float = 1e-4
     ema: float = Field(default=0.995, ge=0, lt=1)
     conditional: bool = Field(default=True, description="condition on the schema's target")
@@ -66,6 +67,13 @@ class SynthesizerConfig(BaseModel):
     max_grad_norm: float = Field(default=1.0, gt=0)
     preprocessing_share: float = Field(default=0.1, gt=0, lt=1)
     dp_bins: int = Field(default=10, ge=2)
+    dp_partition: bool = Field(
+        default=True,
+        description="under DP with a categorical target, one model per class on its own rows",
+    )
+    dp_draws: int = Field(
+        default=8, ge=1, description="(t, noise) draws averaged per row under DP-SGD"
+    )
 
     def model_post_init(self, _: Any) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -97,6 +105,29 @@ class _EMA:
             mine.mul_(self.decay).add_(theirs.detach(), alpha=1 - self.decay)
 
 
+class ClassPartitioned(torch.nn.Module):
+    """One unconditional denoiser per target class, each trained only on its class's rows.
+
+    Under DP the classes are disjoint sets of rows, so the per-class DP-SGD runs compose in
+    parallel (one row touches one model) and the label-feature association is kept exactly,
+    instead of being learned through a noisy class embedding.
+    """
+
+    def __init__(self, parts: list[Denoiser]):
+        super().__init__()
+        self.parts = torch.nn.ModuleList(parts)
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = torch.zeros(x.shape[0], self.parts[0].mlp[-1].out_features)
+        for c, part in enumerate(self.parts):
+            rows = y == c
+            if bool(rows.any()):
+                out[rows] = part(x[rows], t[rows])
+        return out
+
+
 class TabularSynthesizer:
     """TabDDPM-style synthesizer for mixed-type tables, optionally differentially private."""
 
@@ -115,14 +146,23 @@ class TabularSynthesizer:
             len(enc.numeric), enc.category_sizes, self.config.timesteps, self.config.schedule
         )
         d = self.diffusion.d_model
+        cfg = self.config
+        if cfg.private and cfg.dp_partition and enc.target_kind == "classes":
+            self.model = ClassPartitioned(
+                [
+                    Denoiser(d, d, cfg.hidden, cfg.d_embed, dropout=cfg.dropout)
+                    for _ in range(enc.n_classes)
+                ]
+            )
+            return
         self.model = Denoiser(
             d,
             d,
-            hidden=self.config.hidden,
-            d_embed=self.config.d_embed,
+            hidden=cfg.hidden,
+            d_embed=cfg.d_embed,
             n_classes=enc.n_classes,
             numeric_condition=enc.target_kind == "numeric",
-            dropout=self.config.dropout,
+            dropout=cfg.dropout,
         )
 
     def fit(self, frame: pd.DataFrame, schema: TableSchema) -> TabularSynthesizer:
@@ -163,15 +203,22 @@ class TabularSynthesizer:
 
     def _optimizer(self, model: torch.nn.Module) -> tuple[Any, Any]:
         cfg = self.config
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+        else:
+            optimizer = torch.optim.AdamW(
+                model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: max(0.0, 1 - step / cfg.steps)
         )
         return optimizer, schedule
 
-    def _batch_loss(self, model: torch.nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _batch_loss(
+        self, model: torch.nn.Module, batch: Sequence[torch.Tensor], draws: int = 1
+    ) -> torch.Tensor:
         y = batch[2] if len(batch) > 2 else None
-        return self.diffusion.loss(model, batch[0], batch[1], y).mean()
+        return self.diffusion.loss(model, batch[0], batch[1], y, draws=draws).mean()
 
     def _train(self, tensors: list[torch.Tensor]) -> list[float]:
         cfg = self.config
@@ -203,28 +250,59 @@ class TabularSynthesizer:
         return losses
 
     def _train_private(self, tensors: list[torch.Tensor]) -> list[float]:
+        from synthset.privacy.dp import Mechanism
+
+        cfg = self.config
+        n = tensors[0].shape[0]
+        sample_rate = min(cfg.batch_size, n) / n
+        sigma = self.ledger.sgd_noise(sample_rate, cfg.steps)
+        torch.manual_seed(secrets.randbits(63))
+        clip = f"per-row clipped gradients, clip norm {cfg.max_grad_norm}"
+        if isinstance(self.model, ClassPartitioned):
+            losses, rates = [], [sample_rate]
+            for c, part in enumerate(self.model.parts):
+                rows = tensors[2] == c
+                if not bool(rows.any()):
+                    continue
+                trained, part_losses, rate = self._dp_sgd(
+                    part, [t[rows] for t in tensors[:2]], sigma, sample_rate
+                )
+                self.model.parts[c] = trained
+                losses += part_losses
+                rates.append(rate)
+            covers = (
+                "the denoisers' weights: one model per target class, each trained only on "
+                f"that class's rows (disjoint rows: parallel composition; {clip})"
+            )
+            sample_rate = max(rates)
+        else:
+            self.model, losses, sample_rate = self._dp_sgd(self.model, tensors, sigma, sample_rate)
+            covers = f"the denoiser's weights (every training row; {clip})"
+        self.ledger.add(Mechanism("dp-sgd", covers, sigma, sample_rate, cfg.steps))
+        return losses
+
+    def _dp_sgd(
+        self, module: torch.nn.Module, tensors: list[torch.Tensor], sigma: float, rate: float
+    ) -> tuple[torch.nn.Module, list[float], float]:
+        """Train `module` with Opacus DP-SGD for `steps` Poisson-sampled batches; returns the
+        (EMA) module, the losses and the sampling rate Opacus used."""
         try:
             from opacus import PrivacyEngine
         except ImportError:
             raise missing_extra("opacus") from None
         from torch.utils.data import DataLoader, TensorDataset
 
-        from synthset.privacy.dp import Mechanism
-
         cfg = self.config
         n = tensors[0].shape[0]
-        batch = min(cfg.batch_size, n)
-        sample_rate = batch / n
-        sigma = self.ledger.sgd_noise(sample_rate, cfg.steps)
-        torch.manual_seed(secrets.randbits(63))
+        batch = max(1, min(n, round(rate * n)))
         noise = torch.Generator().manual_seed(secrets.randbits(63))
-        optimizer, _ = self._optimizer(self.model)
+        optimizer, _ = self._optimizer(module)
         loader = DataLoader(TensorDataset(*tensors), batch_size=batch)
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         engine = PrivacyEngine(accountant="rdp")
         model, optimizer, loader = engine.make_private(
-            module=self.model,
+            module=module,
             optimizer=optimizer,
             data_loader=loader,
             noise_multiplier=sigma,
@@ -232,6 +310,7 @@ class TabularSynthesizer:
             poisson_sampling=True,
             noise_generator=noise,
         )
+        used_rate = 1 / len(loader)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer.original_optimizer, lambda step: max(0.0, 1 - step / cfg.steps)
         )
@@ -247,27 +326,15 @@ class TabularSynthesizer:
                     optimizer.step()
                     losses.append(math.nan)
                     continue
-                loss = self._batch_loss(model, batch_tensors)
+                loss = self._batch_loss(model, batch_tensors, cfg.dp_draws)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
                 if ema:
                     ema.update(model._module)
                 losses.append(float(loss.detach()))
-        steps = len(losses)
-        self.ledger.add(
-            Mechanism(
-                name="dp-sgd",
-                covers="the denoiser's weights (every training row, through per-row clipped "
-                f"gradients; clip norm {cfg.max_grad_norm})",
-                noise_multiplier=sigma,
-                sample_rate=sample_rate,
-                steps=steps,
-            )
-        )
         base = ema.module if ema else model._module
-        self.model = base.eval()
-        return [x for x in losses if not math.isnan(x)]
+        return base.eval(), [x for x in losses if not math.isnan(x)], used_rate
 
     def _condition(self, n: int, target: Any, generator: torch.Generator) -> torch.Tensor | None:
         enc = self.encoder

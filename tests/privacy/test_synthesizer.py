@@ -76,8 +76,19 @@ def test_dp_sgd_spends_exactly_the_budget(table):
     spent = privacy["spent"]
     assert 2.9 < spent["epsilon"] <= 3.0 + 1e-6 and spent["delta"] <= 1e-5
     assert "category sets of city, risk" in privacy["mechanisms"][0]["covers"]
+    assert "one model per target class" in privacy["mechanisms"][1]["covers"]
     rows = synthesizer.sample(20)
     assert list(rows.columns) == table.schema.names
+    assert (synthesizer.sample(10, target="high")["risk"] == "high").all()
+
+
+def test_dp_model_saves_and_loads_with_its_accounting(table, tmp_path):
+    synthesizer = TabularSynthesizer(**TINY | {"steps": 5, "dp_draws": 2}, epsilon=8.0)
+    synthesizer.fit(table.frame, table.schema)
+    again = TabularSynthesizer.load(synthesizer.save(tmp_path / "dp"))
+    assert again.privacy() == synthesizer.privacy()
+    assert again.privacy()["budget"]["delta"] == 1e-5
+    pd.testing.assert_frame_equal(again.sample(30, seed=5), synthesizer.sample(30, seed=5))
 
 
 def test_config_errors_are_clear():
