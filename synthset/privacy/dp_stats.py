@@ -68,6 +68,30 @@ def _bounds(values: np.ndarray, z: float, rng: np.random.Generator) -> tuple[flo
     return float(GRID[low]), float(GRID[high + 1]), fallback
 
 
+def _per_class(
+    values: np.ndarray,
+    classes: np.ndarray,
+    n_classes: int,
+    lower: float,
+    upper: float,
+    bins: int,
+    z: float,
+    rng: np.random.Generator,
+) -> ColumnStats:
+    """One noisy histogram per class (disjoint rows); the overall map is their mixture."""
+    edges = np.linspace(lower, upper, bins + 1)
+    noisy = []
+    for c in range(n_classes):
+        part = values[classes == c]
+        missing = np.isnan(part)
+        counts = np.histogram(np.clip(part[~missing], lower, upper), bins=edges)[0]
+        noisy.append(_noisy(np.append(counts.astype(float), missing.sum()), z, rng))
+    noisy = np.stack(noisy)
+    stats = _from_counts(noisy.sum(axis=0), edges, lower, upper, z * np.sqrt(n_classes))
+    stats.class_levels = np.stack([noisy_cdf(row[:-1]) for row in noisy])
+    return stats
+
+
 def noisy_cdf(counts: np.ndarray, uniform_share: float = UNIFORM_SHARE) -> np.ndarray:
     """CDF levels at the bin edges from noisy bin counts.
 
@@ -95,6 +119,13 @@ def _quantiles(
     edges = np.linspace(lower, upper, bins + 1)
     counts = np.histogram(observed, bins=edges)[0].astype(float)
     noisy = _noisy(np.append(counts, missing.sum()), z, rng)
+    return _from_counts(noisy, edges, lower, upper, z)
+
+
+def _from_counts(
+    noisy: np.ndarray, edges: np.ndarray, lower: float, upper: float, z: float
+) -> ColumnStats:
+    """Stats from noisy value-bin counts with the missing count last."""
     return ColumnStats(
         knots=edges,
         levels=noisy_cdf(noisy[:-1]),
@@ -121,10 +152,14 @@ def dp_stats(
     ledger: PrivacyLedger,
     bins: int = DEFAULT_BINS,
     rng: np.random.Generator | None = None,
+    per_class: bool = False,
 ) -> dict[str, ColumnStats]:
     """Estimate every column's statistics with DP, recording the cost in `ledger`.
 
-    Declared bounds and categories (and the two values of a boolean) cost nothing. `rng`
+    Declared bounds and categories (and the two values of a boolean) cost nothing. With
+    `per_class` and a target whose classes are declared (or boolean), each numeric column
+    also gets one quantile map per class from that class's rows: the classes are disjoint,
+    so these histograms compose in parallel and cost what one histogram costs. `rng`
     defaults to one seeded from OS entropy: DP noise must not be predictable from a seed.
     """
     rng = rng or np.random.default_rng()
@@ -147,6 +182,15 @@ def dp_stats(
         covers.append("category sets of " + ", ".join(c.name for c in need_keys))
     if need_shares:
         covers.append(f"class shares of the target {target.name}")
+    classes, class_set = None, []
+    if per_class and need_shares:
+        declared = [False, True] if target.kind == "boolean" else list(target.categories)
+        class_set = [*declared, None]
+        classes = category_index(frame[target.name], class_set)
+        covers[0] = (
+            f"quantile maps and missing shares of {len(numeric)} numeric columns, one per "
+            "target class (disjoint rows: parallel composition)"
+        )
     ledger.add(
         Mechanism(
             name="preprocessing histograms",
@@ -168,7 +212,10 @@ def dp_stats(
                     f"{spec.name}: no bounds bin passed the threshold; the strongest noisy bin "
                     "was used (declare its bounds for better results)"
                 )
-        out[spec.name] = _quantiles(values, lower, upper, bins, z, rng)
+        if classes is not None and spec.name != schema.target:
+            out[spec.name] = _per_class(values, classes, len(class_set), lower, upper, bins, z, rng)
+        else:
+            out[spec.name] = _quantiles(values, lower, upper, bins, z, rng)
     tau = 1 + z * float(ndtri(1 - delta_extra / max(len(need_keys), 1))) if need_keys else 0.0
     for spec in schema.columns:
         if spec.kind not in ("categorical", "boolean"):

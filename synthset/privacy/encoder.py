@@ -40,6 +40,8 @@ class ColumnStats:
     nullable: bool = False
     categories: list[Any] | None = None
     shares: np.ndarray | None = None
+    class_levels: np.ndarray | None = None
+    """Per target class CDF levels at the same knots (DP per-class maps), shape (classes, knots)."""
 
 
 def knot_count(rows: int) -> int:
@@ -69,13 +71,15 @@ def _interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     return 0.5 * (forward + backward)
 
 
-def to_normal(x: np.ndarray, stats: ColumnStats) -> np.ndarray:
-    u = _interp(np.clip(x, stats.knots[0], stats.knots[-1]), stats.knots, stats.levels)
+def to_normal(x: np.ndarray, stats: ColumnStats, levels: np.ndarray | None = None) -> np.ndarray:
+    levels = stats.levels if levels is None else levels
+    u = _interp(np.clip(x, stats.knots[0], stats.knots[-1]), stats.knots, levels)
     return ndtri(np.clip(u, CDF_EPS, 1 - CDF_EPS))
 
 
-def from_normal(z: np.ndarray, stats: ColumnStats) -> np.ndarray:
-    return np.interp(ndtr(z), stats.levels, stats.knots)
+def from_normal(z: np.ndarray, stats: ColumnStats, levels: np.ndarray | None = None) -> np.ndarray:
+    levels = stats.levels if levels is None else levels
+    return np.interp(ndtr(z), levels, stats.knots)
 
 
 def _categories(series: pd.Series, spec: ColumnSpec) -> list[Any]:
@@ -205,11 +209,16 @@ class TableEncoder:
         """`x_num` (float32 normal scores), `x_cat` (int64 indices) and `y` when conditioned."""
         n = len(frame)
         x_num = np.zeros((n, len(self.numeric)), dtype=np.float32)
+        classes = None
+        if self.target_kind == "classes":
+            target = self.schema.target
+            classes = category_index(frame[target], self.stats[target].categories)
         for j, name in enumerate(self.numeric):
             spec, stats = self.schema.column(name), self.stats[name]
             values = as_float(frame[name], spec)
-            missing = np.isnan(values)
-            x_num[~missing, j] = to_normal(values[~missing], stats)
+            for rows, levels in self._groups(stats, classes, len(frame)):
+                ok = rows & ~np.isnan(values)
+                x_num[ok, j] = to_normal(values[ok], stats, levels)
         cats = [category_index(frame[n], self.stats[n].categories) for n in self.categorical]
         cats += [
             np.isnan(as_float(frame[n], self.schema.column(n))).astype("int64")
@@ -228,9 +237,27 @@ class TableEncoder:
             out["y"] = y
         return out
 
-    def _numeric_column(self, spec: ColumnSpec, z: np.ndarray, missing: np.ndarray) -> pd.Series:
+    @staticmethod
+    def _groups(
+        stats: ColumnStats, classes: np.ndarray | None, n: int
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(row mask, CDF levels) pairs: one per class with per-class maps, else one."""
+        if stats.class_levels is None or classes is None:
+            return [(np.ones(n, dtype=bool), None)]
+        return [(classes == c, levels) for c, levels in enumerate(stats.class_levels)]
+
+    def _numeric_column(
+        self,
+        spec: ColumnSpec,
+        z: np.ndarray,
+        missing: np.ndarray,
+        classes: np.ndarray | None = None,
+    ) -> pd.Series:
         stats = self.stats[spec.name]
-        values = np.clip(from_normal(z.astype("float64"), stats), stats.lower, stats.upper)
+        values = np.zeros(len(z))
+        for rows, levels in self._groups(stats, classes, len(z)):
+            values[rows] = from_normal(z[rows].astype("float64"), stats, levels)
+        values = np.clip(values, stats.lower, stats.upper)
         if spec.integer:
             values = np.round(values)
         elif spec.decimals is not None:
@@ -276,7 +303,10 @@ class TableEncoder:
             missing = np.zeros(len(x_num), dtype=bool)
             if name in self.indicators:
                 missing = x_cat[:, n_cat + self.indicators.index(name)] == 1
-            columns[name] = self._numeric_column(self.schema.column(name), x_num[:, j], missing)
+            classes = y.astype(int) if self.target_kind == "classes" else None
+            columns[name] = self._numeric_column(
+                self.schema.column(name), x_num[:, j], missing, classes
+            )
         for j, name in enumerate(self.categorical):
             columns[name] = self._category_column(self.schema.column(name), x_cat[:, j])
         target = self.schema.target
@@ -303,6 +333,8 @@ class TableEncoder:
                 entry["categories"] = stats.categories
             if stats.shares is not None:
                 arrays[f"encoder.{name}.shares"] = stats.shares.astype("float64")
+            if stats.class_levels is not None:
+                arrays[f"encoder.{name}.class_levels"] = stats.class_levels.astype("float64")
             meta[name] = entry
         return arrays, {"schema": self.schema.to_dict(), "stats": meta}
 
@@ -319,5 +351,7 @@ class TableEncoder:
                 s.categories = entry["categories"]
             if f"encoder.{name}.shares" in arrays:
                 s.shares = np.asarray(arrays[f"encoder.{name}.shares"])
+            if f"encoder.{name}.class_levels" in arrays:
+                s.class_levels = np.asarray(arrays[f"encoder.{name}.class_levels"])
             stats[name] = s
         return cls(TableSchema.from_dict(meta["schema"]), stats)

@@ -46,7 +46,9 @@ class SynthesizerConfig(BaseModel):
 
     hidden: list[int] = Field(default_factory=lambda: [256, 256, 256])
     d_embed: int = 128
-    dropout: float = 0.0
+    dropout: float = Field(
+        default=0.2, ge=0, lt=1, description="regularises small tables against memorisation"
+    )
     timesteps: int = 1000
     schedule: Literal["cosine", "linear"] = "cosine"
     scheduler: str = "ddpm"
@@ -180,7 +182,9 @@ class TabularSynthesizer:
             self.ledger = PrivacyLedger(
                 PrivacyBudget(cfg.epsilon, delta, preprocessing_share=cfg.preprocessing_share)
             )
-            stats = dp_stats(frame, schema, self.ledger, bins=cfg.dp_bins)
+            stats = dp_stats(
+                frame, schema, self.ledger, bins=cfg.dp_bins, per_class=cfg.dp_partition
+            )
         else:
             stats = exact_stats(frame, schema)
         self.encoder = TableEncoder(schema, stats)
