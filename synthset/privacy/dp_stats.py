@@ -239,7 +239,7 @@ def dp_stats(
                 counts = _noisy(np.bincount(index, minlength=len(categories)).astype(float), z, rng)
         stats = ColumnStats(categories=categories)
         if spec is target and counts is not None:
-            shares = np.maximum(counts, 0.0)
+            shares = np.where(counts > 3 * z, counts, 0.0)
             stats.shares = shares / shares.sum() if shares.sum() > 0 else None
         out[spec.name] = stats
     return out

@@ -145,6 +145,12 @@ def privacy_statement(privacy: dict[str, Any] | None, schema: TableSchema) -> di
             "covered": [],
             "not_covered": ["everything: no (ε, δ) guarantee"],
         }
+    if any("one model per target class" in m["covers"] for m in privacy["mechanisms"]):
+        not_covered.insert(
+            1,
+            "the number of rows of each target class (Opacus scales each class model's noisy "
+            "gradient sum by its expected batch size)",
+        )
     spent = privacy["spent"]
     return {
         "differential_privacy": True,
