@@ -93,7 +93,7 @@ def _config(args: argparse.Namespace) -> Any:
 
     if args.config:
         config = load_config(args.config)
-        data = config.model_dump(mode="json")
+        data = config.model_dump(mode="json") | {"synthesizer": config.synthesizer.given()}
     else:
         if not args.data or not args.name:
             raise TableError("<arguments>", "give a CONFIG file, or --data FILE and --name NAME")

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from synthset.privacy.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
 from synthset.privacy.dp import PrivacyBudget, PrivacyLedger
@@ -39,13 +39,37 @@ FORMAT = "synthset-tabddpm/1"
 SAMPLE_CHUNK = 8192
 
 
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "plain": {
+        "hidden": [256, 256, 256],
+        "d_embed": 128,
+        "steps": 4000,
+        "batch_size": 256,
+        "lr": 2e-3,
+        "ema": 0.995,
+    },
+    "dp": {
+        "hidden": [64, 64],
+        "d_embed": 32,
+        "steps": 200,
+        "batch_size": 4096,
+        "lr": 3e-3,
+        "ema": 0.9,
+    },
+}
+"""Settings left unset take these. Under DP the model is small and trained for few large
+(full) batches: DP-SGD's noise grows with the number of weights and with the steps, so a
+large model trained long drowns in noise on a table of hundreds or thousands of rows."""
+
+
 class SynthesizerConfig(BaseModel):
     """Hyper-parameters of the model, its training and its privacy budget."""
 
     model_config = ConfigDict(extra="forbid")
+    _defaulted: set[str] = PrivateAttr(default_factory=set)
 
-    hidden: list[int] = Field(default_factory=lambda: [256, 256, 256])
-    d_embed: int = 128
+    hidden: list[int] | None = Field(default=None, description="MLP widths (see DEFAULTS)")
+    d_embed: int | None = None
     dropout: float = Field(
         default=0.2, ge=0, lt=1, description="regularises small tables against memorisation"
     )
@@ -55,12 +79,12 @@ class SynthesizerConfig(BaseModel):
     sample_steps: int | None = Field(
         default=None, description="denoising steps when sampling; None: every timestep"
     )
-    steps: int = Field(default=4000, ge=1, description="optimizer steps")
-    batch_size: int = Field(default=256, ge=1)
-    lr: float = 2e-3
+    steps: int | None = Field(default=None, ge=1, description="optimizer steps")
+    batch_size: int | None = Field(default=None, ge=1)
+    lr: float | None = None
     optimizer: Literal["adamw", "sgd"] = "adamw"
     weight_decay: float = 1e-4
-    ema: float = Field(default=0.995, ge=0, lt=1)
+    ema: float | None = Field(default=None, ge=0, lt=1)
     conditional: bool = Field(default=True, description="condition on the schema's target")
     seed: int = 0
     threads: int | None = None
@@ -78,6 +102,10 @@ class SynthesizerConfig(BaseModel):
     )
 
     def model_post_init(self, _: Any) -> None:
+        for name, value in DEFAULTS["dp" if self.private else "plain"].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+                self._defaulted.add(name)
         if self.scheduler not in SCHEDULERS:
             raise ValueError(
                 f"unknown scheduler {self.scheduler!r}; allowed: {', '.join(SCHEDULERS)}"
@@ -88,6 +116,10 @@ class SynthesizerConfig(BaseModel):
     @property
     def private(self) -> bool:
         return self.epsilon is not None
+
+    def given(self) -> dict[str, Any]:
+        """The settings not filled in from DEFAULTS (to merge with overrides)."""
+        return self.model_dump(mode="json", exclude=self._defaulted)
 
 
 def default_delta(rows: int) -> float:
@@ -134,7 +166,7 @@ class TabularSynthesizer:
     """TabDDPM-style synthesizer for mixed-type tables, optionally differentially private."""
 
     def __init__(self, config: SynthesizerConfig | None = None, **overrides: Any):
-        base = (config or SynthesizerConfig()).model_dump()
+        base = config.given() if config is not None else {}
         self.config = SynthesizerConfig(**(base | overrides))
         self.encoder: TableEncoder | None = None
         self.diffusion: MixedDiffusion | None = None

@@ -96,3 +96,13 @@ def test_config_errors_are_clear():
         TabularSynthesizer(scheduler="fast")
     with pytest.raises(ValueError, match="delta is given without epsilon"):
         TabularSynthesizer(delta=1e-5)
+
+
+def test_unset_settings_follow_the_privacy_mode():
+    from synthset.privacy.synthesizer import DEFAULTS, SynthesizerConfig
+
+    plain, private = SynthesizerConfig(), SynthesizerConfig(epsilon=1.0)
+    assert plain.hidden == DEFAULTS["plain"]["hidden"] and plain.steps == 4000
+    assert private.hidden == DEFAULTS["dp"]["hidden"] and private.batch_size == 4096
+    mixed = TabularSynthesizer(SynthesizerConfig(steps=9), epsilon=2.0).config
+    assert mixed.steps == 9 and mixed.hidden == DEFAULTS["dp"]["hidden"]
