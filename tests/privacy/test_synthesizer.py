@@ -60,6 +60,7 @@ def test_learns_a_simple_table():
     )
     table = prepare_table(frame)
     settings = TINY | {"hidden": [64, 64], "steps": 800, "timesteps": 100, "sample_steps": 50}
+    settings["dropout"] = 0.0
     synthetic = TabularSynthesizer(**settings).fit(table.frame, table.schema).sample(600)
     assert np.corrcoef(synthetic["x"], synthetic["y"])[0, 1] > 0.8
     agree = ((synthetic["x"] > 0) == (synthetic["g"] == "pos")).mean()
