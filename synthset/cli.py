@@ -99,6 +99,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"version:     v{result['version']}  ({result['images']} images, "
         f"{result['rejected']} rejected, {result['seconds']:.1f} s)"
     )
+    by_reason = result.get("rejected_by_reason") or {}
+    if by_reason:
+        print("rejected:    " + ", ".join(f"{k} {v}" for k, v in by_reason.items()))
+    for s in result.get("shortfall", []):
+        print(
+            f"synthset: warning: items[{s['item']}] {s['prompt']!r}: {s['kept']} of "
+            f"{s['count']} kept after {s['attempted']} images (budget {s['budget']})",
+            file=sys.stderr,
+        )
     print(f"folder:      {result['path']}")
     print(f"digest:      {result['digest']}")
     for line in _ui_links(result, args.tracking_uri):

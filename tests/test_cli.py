@@ -95,3 +95,28 @@ def test_run_refuses_to_start_when_mlflow_does_not_answer(tmp_path, capsys):
     assert main(["run", str(path), "--tracking-uri", "http://127.0.0.1:9"]) == 2
     assert "the mlflow server does not answer at http://127.0.0.1:9" in capsys.readouterr().err
     assert not (tmp_path / "datasets").exists()
+
+
+@pytest.mark.slow
+def test_run_prints_rejections_and_warns_of_each_short_item(
+    prefect_api, tracking_uri, tiny_model, tmp_path, capsys
+):
+    path = write_manifest(
+        tmp_path,
+        f"""
+dataset: cli-short
+generator: {{model: {tiny_model}, steps: 2, batch_size: 4}}
+curation: {{min_clip_score: 100, attempt_budget: 2}}
+items:
+  - {{prompt: a red seven, count: 2, seed: 1}}
+  - {{prompt: a blue three, count: 1, seed: 90}}
+""",
+    )
+    assert main(["run", str(path), "--tracking-uri", tracking_uri, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "rejected:    clip_below_threshold 6" in captured.out
+    warnings = [line for line in captured.err.splitlines() if "synthset: warning:" in line]
+    assert warnings == [
+        "synthset: warning: items[0] 'a red seven': 0 of 2 kept after 4 images (budget 4)",
+        "synthset: warning: items[1] 'a blue three': 0 of 1 kept after 2 images (budget 2)",
+    ]
