@@ -52,19 +52,21 @@ def test_save_and_load_are_safetensors_and_json(fitted, tmp_path):
     pd.testing.assert_frame_equal(again.sample(40, seed=3), fitted.sample(40, seed=3))
 
 
-def test_learns_a_simple_table():
+def test_learns_a_simple_table_with_missing_values():
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, 600)
+    gaps = np.where(rng.random(600) < 0.2, np.nan, rng.normal(5, 1, 600))
     frame = pd.DataFrame(
         {"x": x, "y": 2 * x + rng.normal(0, 0.3, 600), "g": np.where(x > 0, "pos", "neg")}
-    )
+    ).assign(gaps=gaps)
     table = prepare_table(frame)
-    settings = TINY | {"hidden": [64, 64], "steps": 800, "timesteps": 100, "sample_steps": 50}
+    settings = TINY | {"hidden": [128, 128], "steps": 1500, "timesteps": 100, "sample_steps": 50}
     settings["dropout"] = 0.0
     synthetic = TabularSynthesizer(**settings).fit(table.frame, table.schema).sample(600)
     assert np.corrcoef(synthetic["x"], synthetic["y"])[0, 1] > 0.8
     agree = ((synthetic["x"] > 0) == (synthetic["g"] == "pos")).mean()
     assert agree > 0.8
+    assert 0.1 < synthetic["gaps"].isna().mean() < 0.3
 
 
 def test_dp_sgd_spends_exactly_the_budget(table):
