@@ -85,7 +85,12 @@ class SynthesizerConfig(BaseModel):
     optimizer: Literal["adamw", "sgd"] = "adamw"
     weight_decay: float = 1e-4
     ema: float | None = Field(default=None, ge=0, lt=1)
-    conditional: bool = Field(default=True, description="condition on the schema's target")
+    conditional: bool | None = Field(
+        default=None,
+        description="condition on the schema's target; default: for a categorical or boolean "
+        "target yes, for a numeric one no (it is modelled as a column: a continuous condition "
+        "lets the model tie each value to one training row)",
+    )
     seed: int = 0
     threads: int | None = None
     epsilon: float | None = Field(default=None, gt=0)
@@ -93,9 +98,10 @@ class SynthesizerConfig(BaseModel):
     max_grad_norm: float = Field(default=1.0, gt=0)
     preprocessing_share: float = Field(default=0.1, gt=0, lt=1)
     dp_bins: int = Field(default=10, ge=2)
-    dp_partition: bool = Field(
-        default=True,
-        description="under DP with a categorical target, one model per class on its own rows",
+    dp_partition: Literal["models", "maps", "none"] = Field(
+        default="maps",
+        description="under DP with a class target: one model per class on its own rows "
+        "('models'), or one model with per-class quantile maps only ('maps')",
     )
     dp_draws: int = Field(
         default=8, ge=1, description="(t, noise) draws averaged per row under DP-SGD"
@@ -181,7 +187,7 @@ class TabularSynthesizer:
         )
         d = self.diffusion.d_model
         cfg = self.config
-        if cfg.private and cfg.dp_partition and enc.target_kind == "classes":
+        if cfg.private and cfg.dp_partition == "models" and enc.target_kind == "classes":
             self.model = ClassPartitioned(
                 [
                     Denoiser(d, d, cfg.hidden, cfg.d_embed, dropout=cfg.dropout)
@@ -204,7 +210,10 @@ class TabularSynthesizer:
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        if not cfg.conditional and schema.target is not None:
+        conditional = cfg.conditional
+        if conditional is None and schema.target is not None:
+            conditional = schema.column(schema.target).kind in ("categorical", "boolean")
+        if not conditional and schema.target is not None:
             schema = TableSchema.from_dict(schema.to_dict() | {"target": None})
         t0 = time.perf_counter()
         if cfg.private:
@@ -215,7 +224,7 @@ class TabularSynthesizer:
                 PrivacyBudget(cfg.epsilon, delta, preprocessing_share=cfg.preprocessing_share)
             )
             stats = dp_stats(
-                frame, schema, self.ledger, bins=cfg.dp_bins, per_class=cfg.dp_partition
+                frame, schema, self.ledger, bins=cfg.dp_bins, per_class=cfg.dp_partition != "none"
             )
         else:
             stats = exact_stats(frame, schema)
