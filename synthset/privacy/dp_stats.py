@@ -13,7 +13,8 @@ Gaussian noise of standard deviation z (L2 sensitivity 1 per histogram):
 - the category set of a categorical column without declared categories: noisy counts of the
   values seen, released only when above τ = 1 + z·Φ⁻¹(1 − δ_extra/k) (k such columns), so a
   value held by a single row is released with probability at most δ_extra/k;
-- the class shares of a conditioning target (noisy counts over its category set).
+- the class shares of a conditioning target (noisy counts over its category set, floored at
+  0; the "missing" class only counts above 3z, so a target without gaps gets none).
 
 All m histograms share one noise multiplier z, calibrated so that their composition costs
 the budget's preprocessing share; they enter the ledger as one Gaussian mechanism of m steps.
@@ -239,7 +240,9 @@ def dp_stats(
                 counts = _noisy(np.bincount(index, minlength=len(categories)).astype(float), z, rng)
         stats = ColumnStats(categories=categories)
         if spec is target and counts is not None:
-            shares = np.where(counts > 3 * z, counts, 0.0)
+            shares = np.maximum(counts, 0.0)
+            missing = [i for i, c in enumerate(categories) if c is None]
+            shares[missing] = np.where(counts[missing] > 3 * z, shares[missing], 0.0)
             stats.shares = shares / shares.sum() if shares.sum() > 0 else None
         out[spec.name] = stats
     return out
