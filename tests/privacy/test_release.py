@@ -78,8 +78,9 @@ def test_dp_release_reports_its_budget(csv_file, tracking_uri, tmp_path):
     privacy = json.loads((outcome.path / "privacy.json").read_text())
     assert privacy["accounting"]["spent"]["epsilon"] <= 4.0 + 1e-6
     assert privacy["statement"]["differential_privacy"] is True
-    assert "(ε = 4" in (outcome.path / "README.md").read_text()
-    assert "(ε = 4" in outcome.report.read_text()
+    stated = f"(ε = {privacy['accounting']['spent']['epsilon']:.3g}, δ = "
+    assert stated in (outcome.path / "README.md").read_text()
+    assert stated in outcome.report.read_text()
 
 
 def test_config_file_errors_name_the_field(tmp_path):
