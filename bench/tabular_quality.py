@@ -100,6 +100,11 @@ def methods(threads: int) -> dict[str, Callable[[pd.DataFrame, Table, int], pd.D
     }
 
 
+def _num(value: float) -> str:
+    """Three decimals, or three significant digits for a value too large for the column."""
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.3g}"
+
+
 def bars(rows: list[dict[str, Any]]) -> list[str]:
     """The issue's bars: synthset non-DP TSTR within 0.03 of TRTR, DCR share 0.50 ± 0.05,
     0 exact matches, MIA AUC ≤ 0.60; DP ε=10 TSTR within 0.05."""
@@ -174,7 +179,7 @@ def main() -> None:
     print("|" + "|".join("-" * w for w in widths) + "|")
     for r in rows:
         metric = "R²" if r["dataset"] == "diabetes" else "AUC"
-        tstr = f"{r['tstr']:.3f}" + (f" ± {r['tstr_sd']:.3f}" if r["runs"] > 1 else "")
+        tstr = _num(r["tstr"]) + (f" ± {_num(r['tstr_sd'])}" if r["runs"] > 1 else "")
         print(
             f"| {r['dataset']:<14} | {r['method']:<17} | {metric:<6} | {tstr:>14} | "
             f"{r['trtr']:>6.3f} | {r['dcr_share']:>9.3f} | {r['exact']:>5.3g} | "
