@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -24,18 +23,8 @@ import pandas as pd
 
 from synthset.storage.digest import TABLE_FILE, tree_digest
 from synthset.storage.layout import DatasetLayout
-from synthset.storage.publish import PublishedVersion
-from synthset.storage.versioning import (
-    ALIAS_PREFIX,
-    LATEST,
-    TAG_DATASET,
-    TAG_DIGEST,
-    TAG_VERSION,
-    _client,
-    _experiment,
-    _upload_folder,
-    list_versions,
-)
+from synthset.storage.publish import PublishedVersion, rename_to_free_version
+from synthset.storage.versioning import TAG_DATASET, _client, _experiment, record_run
 
 SCHEMA = "schema.json"
 PRIVACY = "privacy.json"
@@ -118,27 +107,15 @@ def publish_table(
     frame.to_parquet(staging / TABLE_FILE, index=False)
     (staging / SCHEMA).write_text(json.dumps(schema, indent=2, default=str) + "\n")
     (staging / PRIVACY).write_text(json.dumps(privacy, indent=2, default=str) + "\n")
-    version = max([first_version, *(v + 1 for v in layout.versions())])
     try:
-        while True:
-            (staging / CARD).write_text(card(version))
-            digest = tree_digest(staging)
-            target = layout.version_dir(version)
-            try:
-                if target.exists():
-                    raise FileExistsError(target)
-                os.rename(staging, target)
-                break
-            except OSError:
-                if not target.exists():
-                    raise
-                version += 1
-                (staging / CARD).unlink()
+        version, target = rename_to_free_version(
+            layout, staging, first_version, lambda v: (staging / CARD).write_text(card(v))
+        )
     finally:
         shutil.rmtree(staging.parent, ignore_errors=True)
         with contextlib.suppress(OSError):
             staging.parent.parent.rmdir()
-    return PublishedVersion(layout.name, version, target, digest, len(frame), 0)
+    return PublishedVersion(layout.name, version, target, tree_digest(target), len(frame), 0)
 
 
 def _log(
@@ -172,36 +149,17 @@ def record_table_version(
 ) -> str:
     """Record a published table as a finished MLflow run; `latest` moves to the newest.
 
-    The version tags are set only after every artifact is uploaded; a failure marks the run
-    FAILED, so a half-recorded run is never taken for a version. Returns the run id.
+    As every version (`record_run`): the version tags are set only after every artifact is
+    uploaded, and a failure marks the run FAILED. Returns the run id.
     """
-    from mlflow.entities import RunTag
-
-    client = _client(tracking_uri)
-    exp = _experiment(client, published.name, create=True)
-    run = client.create_run(
-        exp.experiment_id,
-        run_name=f"{published.name}-v{published.version}",
-        tags={TAG_DATASET: published.name, TAG_KIND: "table"},
+    return record_run(
+        published,
+        {TAG_KIND: "table"},
+        lambda client, run_id: _log(
+            client, run_id, params, {"rows": published.images, **metrics}, report
+        ),
+        tracking_uri,
     )
-    run_id = run.info.run_id
-    try:
-        _log(client, run_id, params, {"rows": published.images, **metrics}, report)
-        _upload_folder(client, run_id, published.path)
-        client.log_batch(
-            run_id,
-            tags=[
-                RunTag(TAG_VERSION, str(published.version)),
-                RunTag(TAG_DIGEST, published.digest),
-            ],
-        )
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    latest = max(v.version for v in list_versions(published.name, tracking_uri))
-    client.set_experiment_tag(exp.experiment_id, ALIAS_PREFIX + LATEST, str(latest))
-    return run_id
 
 
 def record_blocked(

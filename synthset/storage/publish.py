@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +121,29 @@ def _assemble(
     return kept, rejected
 
 
+def rename_to_free_version(
+    layout: DatasetLayout, staging: Path, first_version: int, write_card: Callable[[int], Any]
+) -> tuple[int, Path]:
+    """Rename the finished `staging` folder to the first free `v<N>` ≥ `first_version`.
+
+    `write_card(N)` writes the folder's card for the version it is about to become. When a
+    concurrent writer takes `v<N>` first, the next number is tried. Returns (N, the folder).
+    """
+    version = max([first_version, *(v + 1 for v in layout.versions())])
+    while True:
+        write_card(version)
+        target = layout.version_dir(version)
+        try:
+            if target.exists():
+                raise FileExistsError(target)
+            os.rename(staging, target)
+            return version, target
+        except OSError:
+            if not target.exists():
+                raise
+            version += 1
+
+
 def publish(
     layout: DatasetLayout,
     plan: str,
@@ -140,21 +163,14 @@ def publish(
     staging = layout.staging_dir(plan) / "version"
     kept, rejected = _assemble(staging, shards, manifest, curation)
     digest = content_digest(staging, zip(kept["sample_id"], kept["file_name"], strict=True))
-    version = max([first_version, *(v + 1 for v in layout.versions())])
-    while True:
-        (staging / "README.md").write_text(
-            dataset_card(manifest, version, digest, kept, rejected, curation)
-        )
-        target = layout.version_dir(version)
-        try:
-            if target.exists():
-                raise FileExistsError(target)
-            os.rename(staging, target)
-            break
-        except OSError:
-            if not target.exists():
-                raise
-            version += 1
+    version, target = rename_to_free_version(
+        layout,
+        staging,
+        first_version,
+        lambda v: (staging / "README.md").write_text(
+            dataset_card(manifest, v, digest, kept, rejected, curation)
+        ),
+    )
     shutil.rmtree(layout.staging_dir(plan), ignore_errors=True)
     with contextlib.suppress(OSError):
         layout.staging_dir(plan).parent.rmdir()

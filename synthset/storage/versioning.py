@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,48 +225,31 @@ def _upload_folder(client: Any, run_id: str, folder: Path, workers: int = 8) -> 
         list(pool.map(lambda f, t: client.log_artifact(run_id, str(f), t), files, targets))
 
 
-def record_version(
+def record_run(
     published: PublishedVersion,
-    manifest: Manifest,
-    requests: pd.DataFrame,
-    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    log: Callable[[Any, str], None],
     tracking_uri: str | None = None,
-    series: Mapping[str, Sequence[float]] | None = None,
 ) -> str:
     """Record a published version as a finished MLflow run; `latest` moves to the highest version.
 
-    `series` are per-item metrics, logged with the item index as the step (one chart per
-    metric in the MLflow UI; NaN values are left out). The run carries the version tags only
-    once its artifacts are uploaded, so a run that failed half-way is never mistaken for a
+    `log(client, run_id)` logs what is particular to the kind of dataset; then the version
+    folder is uploaded. The run carries the version tags only once its artifacts are uploaded,
+    and a failure marks it FAILED, so a run that failed half-way is never mistaken for a
     version. Returns the run id.
     """
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.utils.time import get_current_time_millis
+    from mlflow.entities import RunTag
 
     client = _client(tracking_uri)
     exp = _experiment(client, published.name, create=True)
     run = client.create_run(
         exp.experiment_id,
         run_name=f"{published.name}-v{published.version}",
-        tags={TAG_DATASET: published.name, TAG_PLAN: plan_digest(manifest)},
+        tags={TAG_DATASET: published.name, **tags},
     )
     run_id = run.info.run_id
     try:
-        now = get_current_time_millis()
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(k, v) for k, v in _params(manifest, len(requests)).items()],
-        )
-        steps = [
-            Metric(key, float(v), now, step)
-            for key, values in (series or {}).items()
-            for step, v in enumerate(values)
-            if v == v
-        ]
-        for start in range(0, len(steps), 1000):
-            client.log_batch(run_id, metrics=steps[start : start + 1000])
-        _log_manifest_input(client, run_id, manifest, requests)
+        log(client, run_id)
         _upload_folder(client, run_id, published.path)
         client.log_batch(
             run_id,
@@ -282,3 +265,39 @@ def record_version(
     latest = max(v.version for v in list_versions(published.name, tracking_uri))
     client.set_experiment_tag(exp.experiment_id, ALIAS_PREFIX + LATEST, str(latest))
     return run_id
+
+
+def record_version(
+    published: PublishedVersion,
+    manifest: Manifest,
+    requests: pd.DataFrame,
+    metrics: Mapping[str, float],
+    tracking_uri: str | None = None,
+    series: Mapping[str, Sequence[float]] | None = None,
+) -> str:
+    """Record a published image dataset version (see `record_run`) with its manifest.
+
+    `series` are per-item metrics, logged with the item index as the step (one chart per
+    metric in the MLflow UI; NaN values are left out). Returns the run id.
+    """
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.time import get_current_time_millis
+
+    def log(client: Any, run_id: str) -> None:
+        now = get_current_time_millis()
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in _params(manifest, len(requests)).items()],
+        )
+        steps = [
+            Metric(key, float(v), now, step)
+            for key, values in (series or {}).items()
+            for step, v in enumerate(values)
+            if v == v
+        ]
+        for start in range(0, len(steps), 1000):
+            client.log_batch(run_id, metrics=steps[start : start + 1000])
+        _log_manifest_input(client, run_id, manifest, requests)
+
+    return record_run(published, {TAG_PLAN: plan_digest(manifest)}, log, tracking_uri)
