@@ -135,11 +135,11 @@ def category_index(series: pd.Series, categories: list[Any]) -> np.ndarray:
     DP category set, as out-of-range numbers are clipped to the bounds; missing values go to
     the missing category, or to that same first category when the set has none.
     """
-    lookup = {_key(c): i for i, c in enumerate(categories)}
+    lookup = {category_key(c): i for i, c in enumerate(categories)}
     fallback = next(i for i, c in enumerate(categories) if c is not None)
-    missing = lookup.get(_key(None), fallback)
-    keys = series.map(lambda v: _key(None) if _isna(v) else _key(v))
-    index = keys.map(lambda k: lookup.get(k, missing if k == _key(None) else fallback))
+    missing = lookup.get(category_key(None), fallback)
+    keys = series.map(lambda v: category_key(None) if _isna(v) else category_key(v))
+    index = keys.map(lambda k: lookup.get(k, missing if k == category_key(None) else fallback))
     return np.array(index.to_numpy(dtype="int64"))
 
 
@@ -150,7 +150,8 @@ def _isna(value: Any) -> bool:
         return False
 
 
-def _key(value: Any) -> Any:
+def category_key(value: Any) -> Any:
+    """A hashable key that tells categories apart by kind and value (1 and "1" differ)."""
     if value is None:
         return ("<missing>",)
     if isinstance(value, bool | np.bool_):

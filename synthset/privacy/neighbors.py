@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from synthset.privacy.encoder import as_float
+from synthset.privacy.encoder import as_float, category_key
 from synthset.privacy.schema import TableSchema
 
 EXACT_PAIRS = 5e8
@@ -64,7 +64,7 @@ class DistanceSpace:
                 seen: dict = {}
                 for f in frames:
                     for v in f[name].astype(object).where(f[name].notna(), None):
-                        seen.setdefault(_token(v), None)
+                        seen.setdefault(category_key(v), None)
                 categories[name] = list(seen)
         return cls(schema, lows, ranges, nullable, categories)
 
@@ -98,7 +98,8 @@ class DistanceSpace:
                     at += 1
             else:
                 lookup = {c: i for i, c in enumerate(self.categories[name])}
-                tokens = frame[name].astype(object).where(frame[name].notna(), None).map(_token)
+                values = frame[name].astype(object).where(frame[name].notna(), None)
+                tokens = values.map(category_key)
                 index = np.array([lookup.get(t, -1) for t in tokens], dtype=np.int64)
                 rows = np.flatnonzero(index >= 0)
                 out[rows, at + index[rows]] = 0.5
@@ -108,16 +109,6 @@ class DistanceSpace:
     @property
     def n_columns(self) -> int:
         return len(self.schema.columns)
-
-
-def _token(value: object) -> object:
-    if value is None:
-        return ("<missing>",)
-    if isinstance(value, bool | np.bool_):
-        return ("bool", bool(value))
-    if isinstance(value, int | float | np.number):
-        return ("num", float(value))
-    return ("str", str(value))
 
 
 class NeighbourIndex:
