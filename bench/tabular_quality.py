@@ -30,20 +30,11 @@ import torch
 from synthset.privacy.audit import audit
 from synthset.privacy.baselines import GaussianCopula, SmoteInterpolation
 from synthset.privacy.schema import Table, prepare_table, split_holdout
-from synthset.privacy.synthesizer import TabularSynthesizer
+from synthset.privacy.synthesizer import DEFAULTS, TabularSynthesizer
 
 HOLDOUT = 0.3
 NON_DP: dict[str, Any] = {}
-DP = {
-    "hidden": [64, 64],
-    "d_embed": 32,
-    "steps": 200,
-    "batch_size": 4096,
-    "lr": 3e-3,
-    "ema": 0.9,
-    "dp_draws": 4,
-    "preprocessing_share": 0.15,
-}
+DP = {**DEFAULTS["dp"], "dp_draws": 4, "preprocessing_share": 0.15}
 DELTA = 1e-5
 
 
