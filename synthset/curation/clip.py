@@ -17,23 +17,11 @@ from PIL import Image
 
 from synthset.curation.config import ClipConfig
 from synthset.errors import SynthsetError
+from synthset.generators.pipeline import resolve_device
 
 log = logging.getLogger(__name__)
 
 _TEXT_CACHE_LIMIT = 100_000
-
-
-def resolve_device(device: str) -> str:
-    """`auto` is CUDA when a GPU is visible, else CPU."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SynthsetError(
-            f"curation.clip.device is {device!r} but no CUDA device is visible; use auto or cpu"
-        )
-    return device
 
 
 def _direct_input(preprocess: Any) -> tuple[int, Any, Any] | None:
@@ -162,7 +150,7 @@ def load_scorer(model: str, pretrained: str | None, device: str = "auto") -> Cli
     """
     from synthset.models.clip import load_clip
 
-    device = resolve_device(device)
+    device = resolve_device(device, "curation.clip.device")
     try:
         net, preprocess, tokenizer = load_clip(model, pretrained=pretrained, device=device)
     except (OSError, RuntimeError, ValueError) as exc:

@@ -42,15 +42,15 @@ class _Prepared:
     mask: Image.Image | None
 
 
-def resolve_device(device: str) -> str:
-    """`auto` is CUDA when a GPU is visible, else CPU."""
+def resolve_device(device: str, field: str = "generator.device") -> str:
+    """`auto` is CUDA when a GPU is visible, else CPU; `field` names the setting in errors."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SynthsetError(
-            f"generator.device is {device!r} but no CUDA device is visible; use 'auto' or 'cpu'"
+            f"{field} is {device!r} but no CUDA device is visible; use 'auto' or 'cpu'"
         )
     return device
 
