@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthset.privacy.prior import GaussianPrior
+
 SCHEDULERS: dict[str, str] = {
     "ddpm": "DDPMScheduler",
     "ddim": "DDIMScheduler",
@@ -126,6 +128,9 @@ class MixedDiffusion:
         if schedule not in BETA_SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(BETA_SCHEDULES)}")
         self.d_num, self.sizes, self.timesteps = d_num, list(category_sizes), timesteps
+        self.prior: GaussianPrior | None = None
+        """When set, the denoiser's numeric output is a correction to this prior's noise
+        prediction (see `synthset.privacy.prior`)."""
         self.scheduler = DDPMScheduler(
             num_train_timesteps=timesteps,
             beta_schedule=BETA_SCHEDULES[schedule],
@@ -150,6 +155,13 @@ class MixedDiffusion:
     def d_model(self) -> int:
         """Width of the denoiser's input and output."""
         return self.d_num + self.d_cat_flat
+
+    def _noise_prediction(
+        self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        if self.prior is None:
+            return out[:, : self.d_num]
+        return out[:, : self.d_num] + self.prior.noise(x_t, t)
 
     def _onehot(self, x_cat: torch.Tensor) -> torch.Tensor:
         return F.one_hot(x_cat, self.mask.shape[1]).double() * self.mask
@@ -220,7 +232,7 @@ class MixedDiffusion:
             out = model(x_in, t, y)
         loss = torch.zeros(n)
         if self.d_num:
-            loss = loss + ((out[:, : self.d_num] - noise) ** 2).mean(dim=1)
+            loss = loss + ((self._noise_prediction(out, xt_num, t) - noise) ** 2).mean(dim=1)
         if self.sizes:
             pred = self._probs(out[:, self.d_num :])
             prev = t - 1
@@ -266,7 +278,8 @@ class MixedDiffusion:
             out = model(torch.cat(parts, dim=1), t_batch, y)
             if self.d_num:
                 extra = {"generator": generator} if takes_generator else {}
-                x = sched.step(out[:, : self.d_num], t, x, **extra).prev_sample
+                eps = self._noise_prediction(out, parts[0], t_batch)
+                x = sched.step(eps, t, x, **extra).prev_sample
             if self.sizes:
                 pred = self._probs(out[:, self.d_num :])
                 if i == len(timesteps) - 1:

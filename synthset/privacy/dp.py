@@ -123,8 +123,9 @@ class PrivacyLedger:
         self.reserved_delta = self.budget.delta * self.budget.threshold_delta_share
         return self.reserved_delta
 
-    def preprocessing_noise(self, releases: int) -> float:
-        """Noise multiplier for `releases` preprocessing histograms.
+    def share_noise(self, releases: int, share: float) -> float:
+        """Noise multiplier for `releases` Gaussian releases that together cost `share` of
+        the budget.
 
         The share is taken of the zero-concentrated DP budget ρ that (ε, δ) allows,
         ρ = (√(log(1/δ) + ε) − √log(1/δ))², because under composition privacy losses add
@@ -132,7 +133,11 @@ class PrivacyLedger:
         """
         log_inv = math.log(1 / self.rdp_delta)
         rho = (math.sqrt(log_inv + self.budget.epsilon) - math.sqrt(log_inv)) ** 2
-        return math.sqrt(releases / (2 * self.budget.preprocessing_share * rho))
+        return math.sqrt(releases / (2 * share * rho))
+
+    def preprocessing_noise(self, releases: int) -> float:
+        """Noise multiplier for `releases` preprocessing histograms (`preprocessing_share`)."""
+        return self.share_noise(releases, self.budget.preprocessing_share)
 
     def sgd_noise(self, sample_rate: float, steps: int) -> float:
         """Noise multiplier for DP-SGD so that everything composed stays within ε."""

@@ -31,35 +31,43 @@ from synthset.privacy.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
 from synthset.privacy.dp import PrivacyBudget, PrivacyLedger
 from synthset.privacy.encoder import TableEncoder, category_index, exact_stats, to_normal
 from synthset.privacy.errors import missing_extra
+from synthset.privacy.prior import GaussianPrior, clip_norm, dp_correlation, exact_correlation
 from synthset.privacy.schema import TableSchema
 
 WEIGHTS = "model.safetensors"
 CONFIG = "synthesizer.json"
 FORMAT = "synthset-tabddpm/1"
 SAMPLE_CHUNK = 8192
+PRIOR = "prior.correlation"
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "plain": {
         "hidden": [256, 256, 256],
+        "dropout": 0.2,
         "d_embed": 128,
         "steps": 4000,
         "batch_size": 256,
         "lr": 2e-3,
         "ema": 0.995,
+        "prior": "none",
     },
     "dp": {
         "hidden": [64, 64],
         "d_embed": 32,
         "steps": 200,
         "batch_size": 4096,
-        "lr": 3e-3,
+        "lr": 1e-2,
         "ema": 0.9,
+        "prior": "gaussian",
+        "dropout": 0.0,
     },
 }
 """Settings left unset take these. Under DP the model is small and trained for few large
 (full) batches: DP-SGD's noise grows with the number of weights and with the steps, so a
-large model trained long drowns in noise on a table of hundreds or thousands of rows."""
+large model trained long drowns in noise on a table of hundreds or thousands of rows; it
+learns a correction to a DP Gaussian copula (`prior`) instead of the whole distribution, and
+needs no dropout (DP-SGD's noise regularises it)."""
 
 
 class SynthesizerConfig(BaseModel):
@@ -70,8 +78,8 @@ class SynthesizerConfig(BaseModel):
 
     hidden: list[int] | None = Field(default=None, description="MLP widths (see DEFAULTS)")
     d_embed: int | None = None
-    dropout: float = Field(
-        default=0.2, ge=0, lt=1, description="regularises small tables against memorisation"
+    dropout: float | None = Field(
+        default=None, ge=0, lt=1, description="regularises small tables against memorisation"
     )
     timesteps: int = 1000
     schedule: Literal["cosine", "linear"] = "cosine"
@@ -103,6 +111,15 @@ class SynthesizerConfig(BaseModel):
         description="under DP with a class target: one model per class on its own rows "
         "('models'), or one model with per-class quantile maps only ('maps')",
     )
+    prior: Literal["none", "independent", "gaussian"] | None = Field(
+        default=None,
+        description="what the denoiser's numeric output corrects (synthset.privacy.prior): "
+        "nothing, independent normal scores, or a Gaussian copula fitted to the rows (under "
+        "DP with prior_share of the budget)",
+    )
+    prior_share: float = Field(
+        default=0.4, gt=0, lt=1, description="share of the DP budget for the copula"
+    )
     dp_draws: int = Field(
         default=8, ge=1, description="(t, noise) draws averaged per row under DP-SGD"
     )
@@ -118,6 +135,11 @@ class SynthesizerConfig(BaseModel):
             )
         if self.delta is not None and self.epsilon is None:
             raise ValueError("delta is given without epsilon")
+        gaussian = self.private and self.prior == "gaussian"
+        if gaussian and self.preprocessing_share + self.prior_share >= 1:
+            raise ValueError(
+                "preprocessing_share + prior_share must leave part of the budget for DP-SGD"
+            )
 
     @property
     def private(self) -> bool:
@@ -183,7 +205,10 @@ class TabularSynthesizer:
     def _build(self) -> None:
         enc = self.encoder
         self.diffusion = MixedDiffusion(
-            len(enc.numeric), enc.category_sizes, self.config.timesteps, self.config.schedule
+            len(enc.numeric),
+            enc.category_sizes,
+            self.config.timesteps,
+            self.config.schedule,
         )
         d = self.diffusion.d_model
         cfg = self.config
@@ -204,6 +229,41 @@ class TabularSynthesizer:
             numeric_condition=enc.target_kind == "numeric",
             dropout=cfg.dropout,
         )
+
+    def _set_prior(self, correlation: np.ndarray) -> None:
+        """Make the numeric output a correction to N(0, `correlation`) (see `prior`)."""
+        self.diffusion.prior = GaussianPrior(correlation, self.diffusion.alphas_cumprod)
+
+    def _fit_prior(self, scores: np.ndarray) -> None:
+        """Estimate the prior's correlation (with DP under a budget) and start the
+        denoiser's numeric output at zero, so that the untrained model samples the prior."""
+        cfg, width = self.config, scores.shape[1]
+        if cfg.prior == "none" or width == 0:
+            return
+        if cfg.prior == "independent":
+            correlation = np.eye(width)
+        elif cfg.private:
+            from synthset.privacy.dp import Mechanism
+
+            z = self.ledger.share_noise(1, cfg.prior_share)
+            correlation = dp_correlation(scores, z, np.random.default_rng())
+            self.ledger.add(
+                Mechanism(
+                    "prior correlation",
+                    f"correlation of the {width} numeric columns' normal scores (rows clipped "
+                    f"to L2 norm {clip_norm(width):.3g}; noise on the {width * (width + 1) // 2} "
+                    "entries on and above the diagonal)",
+                    z,
+                )
+            )
+        else:
+            correlation = exact_correlation(scores.astype(np.float64))
+        self._set_prior(correlation)
+        parts = self.model.parts if isinstance(self.model, ClassPartitioned) else [self.model]
+        with torch.no_grad():
+            for part in parts:
+                part.mlp[-1].weight[:width].zero_()
+                part.mlp[-1].bias[:width].zero_()
 
     def fit(self, frame: pd.DataFrame, schema: TableSchema) -> TabularSynthesizer:
         """Learn the table's distribution from `frame` (the private training rows)."""
@@ -232,6 +292,7 @@ class TabularSynthesizer:
         data = self.encoder.encode(frame)
         torch.manual_seed(cfg.seed)
         self._build()
+        self._fit_prior(np.asarray(data["x_num"]))
         tensors = [torch.from_numpy(np.array(data[k])) for k in ("x_num", "x_cat")]
         if "y" in data:
             tensors.append(torch.from_numpy(np.array(data["y"])))
@@ -464,6 +525,8 @@ class TabularSynthesizer:
             f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()
         }
         tensors |= {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        if self.diffusion.prior is not None:
+            tensors[PRIOR] = torch.from_numpy(self.diffusion.prior.correlation)
         save_file(tensors, str(folder / WEIGHTS), metadata={"format": FORMAT})
         meta = {
             "format": FORMAT,
@@ -494,6 +557,8 @@ class TabularSynthesizer:
         self._build()
         state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(state)
+        if PRIOR in tensors:
+            self._set_prior(tensors[PRIOR].numpy())
         self.model.eval()
         self.history = meta.get("history", {})
         if meta.get("privacy"):
