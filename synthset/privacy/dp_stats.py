@@ -5,8 +5,9 @@ Gaussian noise of standard deviation z (L2 sensitivity 1 per histogram):
 
 - bounds of a numeric column without declared bounds: a histogram over a fixed grid of
   signed half-octaves (±2^-10 … ±2^30); starting from the bin with the largest noisy count,
-  the range grows over bins whose noisy count passes 2z, across gaps of at most one bin, so
-  an isolated noise spike far from the data cannot stretch it (values outside are clipped);
+  the range grows over adjacent bins whose noisy count passes 2z, so a noise spike beyond an
+  empty bin cannot stretch it (values outside are clipped: a thin tail is cut rather than
+  a range doubled by noise, which would put synthetic values where no row lies);
 - its quantile map: a histogram of `bins` equal-width bins between the bounds plus one bin
   for missing values; the noisy cumulative counts, made monotone, give a piecewise-linear
   CDF (see `noisy_cdf`);
@@ -32,9 +33,8 @@ from synthset.privacy.errors import TableError
 from synthset.privacy.schema import TableSchema
 
 DEFAULT_BINS = 10
-UNIFORM_SHARE = 0.05
+UNIFORM_SHARE = 0.01
 BOUNDS_THRESHOLD = 2.0
-MAX_GAP = 1
 _HALF_OCTAVES = 2.0 ** (np.arange(-20, 61) / 2)
 GRID = np.concatenate([-_HALF_OCTAVES[::-1], _HALF_OCTAVES])
 """Edges of the bounds grid: bins are [GRID[i], GRID[i+1]); the one around 0 is ±2^-10."""
@@ -51,18 +51,10 @@ def _bounds(values: np.ndarray, z: float, rng: np.random.Generator) -> tuple[flo
     passed = noisy > BOUNDS_THRESHOLD * z
     anchor = int(np.argmax(noisy))
     low = high = anchor
-    for step, edge in ((-1, "low"), (1, "high")):
-        gap, i = 0, anchor + step
-        while 0 <= i < len(noisy) and gap <= MAX_GAP:
-            if passed[i]:
-                gap = 0
-                if edge == "low":
-                    low = i
-                else:
-                    high = i
-            else:
-                gap += 1
-            i += step
+    while low > 0 and passed[low - 1]:
+        low -= 1
+    while high < len(noisy) - 1 and passed[high + 1]:
+        high += 1
     fallback = not passed[anchor]
     if fallback:
         low, high = max(anchor - 1, 0), min(anchor + 1, len(noisy) - 1)
@@ -98,7 +90,9 @@ def noisy_cdf(counts: np.ndarray, uniform_share: float = UNIFORM_SHARE) -> np.nd
 
     The noisy cumulative counts are made monotone by isotonic regression (least squares,
     which keeps the noise unbiased instead of flooring each bin at 0), normalised, and mixed
-    with a uniform CDF so that every bin keeps some mass and the map stays invertible.
+    with a uniform CDF (1%) so that every bin keeps some mass and the map stays invertible;
+    more would spread that share of the synthetic values evenly up to the bounds, and heavy
+    made-up tails mislead models trained on them.
     """
     from sklearn.isotonic import IsotonicRegression
 

@@ -62,18 +62,28 @@ def dp_correlation(
 
     Each row u is clipped to norm R = `clip_norm(width)` and adds u·uᵀ to the sum, whose
     entries on and above the diagonal have L2 sensitivity ‖u‖² ≤ R² under adding or removing a
-    row; they get Gaussian noise of standard deviation `noise_multiplier`·R and the result is
-    mirrored, projected to the nearest correlation matrix (post-processing, free).
+    row; they get Gaussian noise of standard deviation `noise_multiplier`·R². The rest is
+    post-processing: the noisy sum is scaled to a unit diagonal and shrunk towards the
+    identity by the share of its off-diagonal spread that the noise explains (on a small
+    table at a small ε the noise is most of it, and an unshrunk matrix would invent strong
+    correlations), then projected to the nearest correlation matrix.
     """
     width = scores.shape[1]
     if width == 0:
         return np.zeros((0, 0))
-    bound = clip_norm(width)
     clipped = clip_rows(scores)
-    total = clipped.T @ clipped
-    upper = np.triu(rng.normal(0.0, noise_multiplier * bound**2, size=(width, width)))
-    noise = upper + np.triu(upper, 1).T
-    return nearest_correlation(total + noise)
+    noise_sd = noise_multiplier * clip_norm(width) ** 2
+    upper = np.triu(rng.normal(0.0, noise_sd, size=(width, width)))
+    noisy = clipped.T @ clipped + upper + np.triu(upper, 1).T
+    diagonal = np.maximum(np.diag(noisy), noise_sd)
+    scale = 1 / np.sqrt(diagonal)
+    correlation = noisy * scale[:, None] * scale[None, :]
+    if width > 1:
+        off = ~np.eye(width, dtype=bool)
+        noise_var = noise_sd**2 * np.mean((scale[:, None] * scale[None, :])[off] ** 2)
+        shrink = min(1.0, noise_var / max(np.mean(correlation[off] ** 2), 1e-12))
+        correlation = (1 - shrink) * correlation + shrink * np.eye(width)
+    return nearest_correlation(correlation)
 
 
 class GaussianPrior:

@@ -118,7 +118,7 @@ class SynthesizerConfig(BaseModel):
         "DP with prior_share of the budget)",
     )
     prior_share: float = Field(
-        default=0.4, gt=0, lt=1, description="share of the DP budget for the copula"
+        default=0.7, gt=0, lt=1, description="share of the DP budget for the copula"
     )
     dp_draws: int = Field(
         default=8, ge=1, description="(t, noise) draws averaged per row under DP-SGD"

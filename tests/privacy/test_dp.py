@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, compose_epsilon
-from synthset.privacy.dp_stats import dp_stats, noisy_cdf
+from synthset.privacy.dp_stats import GRID, _bounds, dp_stats, noisy_cdf
 from synthset.privacy.errors import TableError
 from synthset.privacy.schema import prepare_table
 
@@ -75,3 +75,10 @@ def test_noisy_cdf_is_monotone_and_invertible():
     levels = noisy_cdf(np.array([5.0, -3.0, 10.0, 0.0, -1.0]))
     assert levels[0] == 0 and levels[-1] == pytest.approx(1)
     assert np.all(np.diff(levels) > 0)
+
+
+def test_bounds_grow_over_adjacent_bins_only():
+    values = np.concatenate([np.full(300, 100.0), np.full(200, 150.0), np.full(100, 300.0)])
+    lower, upper, fallback = _bounds(values, 1e-3, np.random.default_rng(0))
+    assert not fallback
+    assert (lower, upper) == (GRID[GRID <= 100].max(), GRID[GRID > 150].min())
