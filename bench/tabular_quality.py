@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument(
         "--dp-repeats",
         type=int,
-        default=5,
+        default=10,
         help="DP fits draw their noise from OS entropy: average this many (sd shown)",
     )
     args = parser.parse_args()
@@ -150,6 +150,7 @@ def main() -> None:
                     "method": method,
                     "tstr": mean["tstr"],
                     "tstr_sd": float(np.std([r["tstr"] for r in runs])),
+                    "tstr_runs": [r["tstr"] for r in runs],
                     "trtr": mean["trtr"],
                     "dcr_share": mean["dcr_share"],
                     "exact": mean["exact_matches"],
@@ -178,6 +179,10 @@ def main() -> None:
         )
     print()
     print(f"DP rows: mean ± sd over {args.dp_repeats} fits (fresh DP noise each); others: one fit.")
+    for r in rows:
+        if r["runs"] > 1:
+            fits = ", ".join(_num(v) for v in sorted(r["tstr_runs"]))
+            print(f"  {r['dataset']} / {r['method']}: TSTR per fit, sorted: {fits}")
     print()
     for line in bars(rows):
         print(line)
