@@ -3,9 +3,11 @@ without DP-SGD, sample synthetic rows by seed, and save/load as safetensors + JS
 
 Without a privacy budget, the encoder's statistics are exact and training is plain AdamW.
 With `epsilon` (and `delta`), undeclared statistics are estimated with DP from
-`preprocessing_share` of ε (see `synthset.privacy.dp_stats`) and the denoiser is trained with
-Opacus DP-SGD (per-row clipping to `max_grad_norm`, Poisson sampling, Gaussian noise), with
-the noise multiplier chosen so that everything composed stays within (ε, δ). DP noise and
+`preprocessing_share` of ε (see `synthset.privacy.dp_stats`), the correlation of the numeric
+scores from `prior_share` (a Gaussian copula that the denoiser corrects, see
+`synthset.privacy.prior`), and the denoiser is trained with Opacus DP-SGD (per-row clipping to
+`max_grad_norm`, Poisson sampling, Gaussian noise), with the noise multiplier chosen so that
+everything composed stays within (ε, δ). DP noise and
 batch sampling draw from OS entropy, so DP fits are not reproducible from `seed` by design;
 sampling from a fitted model is (`sample(n, seed)`).
 """
@@ -205,10 +207,7 @@ class TabularSynthesizer:
     def _build(self) -> None:
         enc = self.encoder
         self.diffusion = MixedDiffusion(
-            len(enc.numeric),
-            enc.category_sizes,
-            self.config.timesteps,
-            self.config.schedule,
+            len(enc.numeric), enc.category_sizes, self.config.timesteps, self.config.schedule
         )
         d = self.diffusion.d_model
         cfg = self.config
