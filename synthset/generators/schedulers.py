@@ -14,12 +14,13 @@ SCHEDULERS: dict[str, str] = {
 }
 
 
-def make_scheduler(name: str, config: Any) -> Any:
-    """Build scheduler `name` from another scheduler's config (diffusers' `from_config` swap)."""
+def make_scheduler(name: str, config: Any, names: dict[str, str] = SCHEDULERS) -> Any:
+    """Build scheduler `name` (a key of `names`) from another scheduler's config (diffusers'
+    `from_config` swap)."""
     import diffusers
 
     try:
-        cls = getattr(diffusers, SCHEDULERS[name])
+        cls = getattr(diffusers, names[name])
     except KeyError:
-        raise ValueError(f"unknown scheduler {name!r}; allowed: {', '.join(SCHEDULERS)}") from None
+        raise ValueError(f"unknown scheduler {name!r}; allowed: {', '.join(names)}") from None
     return cls.from_config(config)

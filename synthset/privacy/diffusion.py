@@ -22,12 +22,12 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthset.generators.schedulers import make_scheduler
 from synthset.privacy.prior import GaussianPrior
 
 SCHEDULERS: dict[str, str] = {
@@ -99,17 +99,6 @@ class Denoiser(nn.Module):
             cond = self.label(y) if isinstance(self.label, nn.Embedding) else self.label(y[:, None])
             emb = emb + F.silu(cond).view(cond.shape[0], *([1] * (t.dim() - 1)), -1)
         return self.mlp(self.proj(x) + emb)
-
-
-def make_scheduler(name: str, config: Any) -> Any:
-    """A diffusers scheduler `name` built from the training scheduler's config."""
-    import diffusers
-
-    try:
-        cls = getattr(diffusers, SCHEDULERS[name])
-    except KeyError:
-        raise ValueError(f"unknown scheduler {name!r}; allowed: {', '.join(SCHEDULERS)}") from None
-    return cls.from_config(config)
 
 
 class MixedDiffusion:
@@ -261,7 +250,7 @@ class MixedDiffusion:
         steps: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw `n` rows: numeric scores (float32) and category indices (int64)."""
-        sched = make_scheduler(scheduler, self.scheduler.config)
+        sched = make_scheduler(scheduler, self.scheduler.config, SCHEDULERS)
         sched.set_timesteps(steps or self.timesteps)
         x = torch.randn((n, self.d_num), generator=generator) * float(sched.init_noise_sigma)
         uniform = self.mask.double()[None].expand(n, -1, -1) / self.k

@@ -30,7 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from synthset.privacy.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
-from synthset.privacy.dp import PrivacyBudget, PrivacyLedger
+from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger
 from synthset.privacy.encoder import TableEncoder, category_index, exact_stats, to_normal
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.prior import GaussianPrior, clip_norm, dp_correlation, exact_correlation
@@ -242,8 +242,6 @@ class TabularSynthesizer:
         if cfg.prior == "independent":
             correlation = np.eye(width)
         elif cfg.private:
-            from synthset.privacy.dp import Mechanism
-
             z = self.ledger.share_noise(1, cfg.prior_share)
             correlation = dp_correlation(scores, z, np.random.default_rng())
             self.ledger.add(
@@ -355,8 +353,6 @@ class TabularSynthesizer:
         return losses
 
     def _train_private(self, tensors: list[torch.Tensor]) -> list[float]:
-        from synthset.privacy.dp import Mechanism
-
         cfg = self.config
         n = tensors[0].shape[0]
         sample_rate = min(cfg.batch_size, n) / n
@@ -562,8 +558,6 @@ class TabularSynthesizer:
         self.history = meta.get("history", {})
         if meta.get("privacy"):
             p = meta["privacy"]
-            from synthset.privacy.dp import Mechanism
-
             self.ledger = PrivacyLedger(
                 PrivacyBudget(**p["budget"]),
                 [Mechanism(**m) for m in p["mechanisms"]],
