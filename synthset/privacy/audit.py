@@ -36,6 +36,7 @@ from synthset.privacy.attacks import attribute_inference, balanced_members, memb
 from synthset.privacy.encoder import as_float
 from synthset.privacy.neighbors import DistanceSpace, NeighbourIndex
 from synthset.privacy.schema import TableSchema
+from synthset.privacy.timestamps import from_seconds
 from synthset.privacy.utility import column_shapes, correlation_difference, tstr
 
 
@@ -95,9 +96,7 @@ def random_rows(real: pd.DataFrame, schema: TableSchema, n: int, seed: int) -> p
         if spec.kind in ("numeric", "datetime"):
             values = as_float(series, spec)
             drawn = rng.uniform(np.nanmin(values), np.nanmax(values), n)
-            out[spec.name] = (
-                pd.to_datetime(drawn * 1e9, unit="ns") if spec.kind == "datetime" else drawn
-            )
+            out[spec.name] = from_seconds(drawn, spec.dtype) if spec.kind == "datetime" else drawn
         else:
             seen = series.dropna().unique()
             out[spec.name] = seen[rng.integers(0, len(seen), n)]

@@ -23,13 +23,14 @@ from scipy.special import ndtr, ndtri
 from synthset.privacy.encoder import as_float
 from synthset.privacy.neighbors import DistanceSpace, NeighbourIndex
 from synthset.privacy.schema import TableSchema
+from synthset.privacy.timestamps import from_seconds
 
 _EPS = 1e-6
 
 
 def _restore(spec, values: np.ndarray) -> pd.Series:
     if spec.kind == "datetime":
-        return pd.Series(pd.to_datetime(np.round(values * 1e9), unit="ns"))
+        return from_seconds(values, spec.dtype, spec.resolution)
     if spec.integer:
         series = pd.Series(np.round(values))
         return series.astype("Int64" if series.isna().any() else "int64")

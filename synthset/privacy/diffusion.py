@@ -120,6 +120,8 @@ class MixedDiffusion:
         self.prior: GaussianPrior | None = None
         """When set, the denoiser's numeric output is a correction to this prior's noise
         prediction (see `synthset.privacy.prior`)."""
+        self.category_prior: torch.Tensor | None = None
+        """When set, (columns, categories) log shares added to the denoiser's x_0 logits."""
         self.scheduler = DDPMScheduler(
             num_train_timesteps=timesteps,
             beta_schedule=BETA_SCHEDULES[schedule],
@@ -160,6 +162,8 @@ class MixedDiffusion:
 
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
         padded = logits[:, self.flat_index].double().masked_fill(~self.mask, -torch.inf)
+        if self.category_prior is not None:
+            padded = padded + self.category_prior
         return torch.softmax(padded, dim=-1)
 
     def _ab(self, t: torch.Tensor) -> torch.Tensor:

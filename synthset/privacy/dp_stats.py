@@ -14,8 +14,12 @@ Gaussian noise of standard deviation z (L2 sensitivity 1 per histogram):
 - the category set of a categorical column without declared categories: noisy counts of the
   values seen, released only when above τ = 1 + z·Φ⁻¹(1 − δ_extra/k) (k such columns), so a
   value held by a single row is released with probability at most δ_extra/k;
-- the class shares of a conditioning target (noisy counts over its category set, floored at
-  0; the "missing" class only counts above 3z, so a target without gaps gets none).
+- the category shares of every categorical and boolean column: the noisy counts above, or
+  noisy counts over a declared set plus "missing", which is kept only when its noisy count
+  passes 3z (a column without gaps gets no missing category). Floored at 0 and normalised,
+  they are the prior of the categorical diffusion (`synthset.privacy.diffusion`), so the
+  model starts from the right shares instead of learning them in a few noisy DP-SGD steps;
+  a numeric column's missing share comes from its quantile histogram's missing bin.
 
 All m histograms share one noise multiplier z, calibrated so that their composition costs
 the budget's preprocessing share; they enter the ledger as one Gaussian mechanism of m steps.
@@ -31,6 +35,7 @@ from synthset.privacy.dp import Mechanism, PrivacyLedger
 from synthset.privacy.encoder import ColumnStats, as_float, category_index
 from synthset.privacy.errors import TableError
 from synthset.privacy.schema import TableSchema
+from synthset.privacy.timestamps import to_seconds
 
 DEFAULT_BINS = 10
 UNIFORM_SHARE = 0.01
@@ -38,16 +43,22 @@ BOUNDS_THRESHOLD = 2.0
 _HALF_OCTAVES = 2.0 ** (np.arange(-20, 61) / 2)
 GRID = np.concatenate([-_HALF_OCTAVES[::-1], _HALF_OCTAVES])
 """Edges of the bounds grid: bins are [GRID[i], GRID[i+1]); the one around 0 is ±2^-10."""
+DATE_GRID = to_seconds(pd.Series(pd.date_range("1700-01-01", "2300-01-01", freq="YS")))
+"""Bounds grid of datetime columns: calendar years (seconds since the epoch; a half-octave
+grid would put all of 2018–2038 in one bin)."""
+MISSING_THRESHOLD = 3.0
 
 
 def _noisy(counts: np.ndarray, z: float, rng: np.random.Generator) -> np.ndarray:
     return counts + rng.normal(0.0, z, size=counts.shape)
 
 
-def _bounds(values: np.ndarray, z: float, rng: np.random.Generator) -> tuple[float, float, bool]:
-    observed = np.clip(values[~np.isnan(values)], GRID[0], GRID[-1])
-    index = np.clip(np.searchsorted(GRID, observed, side="right") - 1, 0, len(GRID) - 2)
-    noisy = _noisy(np.bincount(index, minlength=len(GRID) - 1).astype(float), z, rng)
+def _bounds(
+    values: np.ndarray, z: float, rng: np.random.Generator, grid: np.ndarray = GRID
+) -> tuple[float, float, bool]:
+    observed = np.clip(values[~np.isnan(values)], grid[0], grid[-1])
+    index = np.clip(np.searchsorted(grid, observed, side="right") - 1, 0, len(grid) - 2)
+    noisy = _noisy(np.bincount(index, minlength=len(grid) - 1).astype(float), z, rng)
     passed = noisy > BOUNDS_THRESHOLD * z
     anchor = int(np.argmax(noisy))
     low = high = anchor
@@ -58,7 +69,7 @@ def _bounds(values: np.ndarray, z: float, rng: np.random.Generator) -> tuple[flo
     fallback = not passed[anchor]
     if fallback:
         low, high = max(anchor - 1, 0), min(anchor + 1, len(noisy) - 1)
-    return float(GRID[low]), float(GRID[high + 1]), fallback
+    return float(grid[low]), float(grid[high + 1]), fallback
 
 
 def _per_class(
@@ -121,12 +132,14 @@ def _from_counts(
     noisy: np.ndarray, edges: np.ndarray, lower: float, upper: float, z: float
 ) -> ColumnStats:
     """Stats from noisy value-bin counts with the missing count last."""
+    nullable = bool(noisy[-1] > 3.5 * z)
     return ColumnStats(
         knots=edges,
         levels=noisy_cdf(noisy[:-1]),
         lower=lower,
         upper=upper,
-        nullable=bool(noisy[-1] > 3.5 * z),
+        nullable=nullable,
+        missing_share=float(_shares(noisy)[-1]) if nullable else 0.0,
     )
 
 
@@ -141,77 +154,31 @@ def _released_categories(
     return [values[i] for i in keep], noisy[keep]
 
 
-def dp_stats(
-    frame: pd.DataFrame,
-    schema: TableSchema,
-    ledger: PrivacyLedger,
-    bins: int = DEFAULT_BINS,
-    rng: np.random.Generator | None = None,
-    per_class: bool = False,
-) -> dict[str, ColumnStats]:
-    """Estimate every column's statistics with DP, recording the cost in `ledger`.
+def _declared_categories(
+    series: pd.Series, declared: list, z: float, rng: np.random.Generator
+) -> tuple[list, np.ndarray]:
+    """Noisy counts over a declared set plus missing; "missing" is kept only when its noisy
+    count passes `MISSING_THRESHOLD`·z, so a column without gaps gets none."""
+    categories = [*declared, None]
+    index = category_index(series, categories)
+    noisy = _noisy(np.bincount(index, minlength=len(categories)).astype(float), z, rng)
+    if noisy[-1] > MISSING_THRESHOLD * z:
+        return categories, noisy
+    return declared, noisy[:-1]
 
-    Declared bounds and categories (and the two values of a boolean) cost nothing. With
-    `per_class` and a target whose classes are declared (or boolean), each numeric column
-    also gets one quantile map per class from that class's rows: the classes are disjoint,
-    so these histograms compose in parallel and cost what one histogram costs. `rng`
-    defaults to one seeded from OS entropy: DP noise must not be predictable from a seed.
-    """
-    rng = rng or np.random.default_rng()
-    numeric = [c for c in schema.columns if c.kind in ("numeric", "datetime")]
-    need_bounds = [c for c in numeric if c.lower is None or c.upper is None]
-    need_keys = [c for c in schema.columns if c.kind == "categorical" and c.categories is None]
-    target = schema.column(schema.target) if schema.target else None
-    need_shares = target is not None and (
-        target.kind == "boolean" or (target.kind == "categorical" and target.categories is not None)
-    )
-    releases = len(numeric) + len(need_bounds) + len(need_keys) + int(need_shares)
-    if releases == 0:
-        return {}
-    delta_extra = ledger.reserve_threshold_delta() if need_keys else 0.0
-    z = ledger.preprocessing_noise(releases)
-    covers = [f"quantile map and missing share of {len(numeric)} numeric columns"]
-    if need_bounds:
-        covers.append("bounds of " + ", ".join(c.name for c in need_bounds))
-    if need_keys:
-        covers.append("category sets of " + ", ".join(c.name for c in need_keys))
-    if need_shares:
-        covers.append(f"class shares of the target {target.name}")
-    classes, class_set = None, []
-    if per_class and need_shares:
-        declared = [False, True] if target.kind == "boolean" else list(target.categories)
-        class_set = [*declared, None]
-        classes = category_index(frame[target.name], class_set)
-        covers[0] = (
-            f"quantile maps and missing shares of {len(numeric)} numeric columns, one per "
-            "target class (disjoint rows: parallel composition)"
-        )
-    ledger.add(
-        Mechanism(
-            name="preprocessing histograms",
-            covers="; ".join(covers),
-            noise_multiplier=z,
-            sample_rate=1.0,
-            steps=releases,
-            delta_extra=delta_extra,
-        )
-    )
+
+def _shares(noisy: np.ndarray) -> np.ndarray:
+    """Category shares from noisy counts: floored at 0, normalised (uniform if all vanish)."""
+    counts = np.maximum(noisy, 0.0)
+    total = counts.sum()
+    return counts / total if total > 0 else np.full(len(counts), 1 / len(counts))
+
+
+def _category_stats(
+    frame: pd.DataFrame, schema: TableSchema, z: float, tau: float, rng: np.random.Generator
+) -> dict[str, ColumnStats]:
+    """Category sets and shares of every categorical and boolean column (one histogram each)."""
     out: dict[str, ColumnStats] = {}
-    for spec in numeric:
-        values = as_float(frame[spec.name], spec)
-        lower, upper = spec.lower, spec.upper
-        if lower is None or upper is None:
-            lower, upper, fallback = _bounds(values, z, rng)
-            if fallback:
-                ledger.notes.append(
-                    f"{spec.name}: no bounds bin passed the threshold; the strongest noisy bin "
-                    "was used (declare its bounds for better results)"
-                )
-        if classes is not None and spec.name != schema.target:
-            out[spec.name] = _per_class(values, classes, len(class_set), lower, upper, bins, z, rng)
-        else:
-            out[spec.name] = _quantiles(values, lower, upper, bins, z, rng)
-    tau = 1 + z * float(ndtri(1 - delta_extra / max(len(need_keys), 1))) if need_keys else 0.0
     for spec in schema.columns:
         if spec.kind not in ("categorical", "boolean"):
             continue
@@ -227,16 +194,86 @@ def dp_stats(
                 )
         else:
             declared = [False, True] if spec.kind == "boolean" else list(spec.categories)
-            categories = [*declared, None]
-            counts = None
-            if spec is target:
-                index = category_index(series, categories)
-                counts = _noisy(np.bincount(index, minlength=len(categories)).astype(float), z, rng)
-        stats = ColumnStats(categories=categories)
-        if spec is target and counts is not None:
-            shares = np.maximum(counts, 0.0)
-            missing = [i for i, c in enumerate(categories) if c is None]
-            shares[missing] = np.where(counts[missing] > 3 * z, shares[missing], 0.0)
-            stats.shares = shares / shares.sum() if shares.sum() > 0 else None
-        out[spec.name] = stats
+            categories, counts = _declared_categories(series, declared, z, rng)
+        out[spec.name] = ColumnStats(categories=categories, shares=_shares(counts))
+    return out
+
+
+def _covers(schema: TableSchema, numeric: list, need_bounds: list, need_keys: list) -> list[str]:
+    categorical = [c.name for c in schema.columns if c.kind in ("categorical", "boolean")]
+    covers = [f"quantile map and missing share of {len(numeric)} numeric columns"]
+    if need_bounds:
+        covers.append("bounds of " + ", ".join(c.name for c in need_bounds))
+    if need_keys:
+        covers.append("category sets of " + ", ".join(c.name for c in need_keys))
+    if categorical:
+        covers.append("category and missing shares of " + ", ".join(categorical))
+    return covers
+
+
+def dp_stats(
+    frame: pd.DataFrame,
+    schema: TableSchema,
+    ledger: PrivacyLedger,
+    bins: int = DEFAULT_BINS,
+    rng: np.random.Generator | None = None,
+    per_class: bool = False,
+) -> dict[str, ColumnStats]:
+    """Estimate every column's statistics with DP, recording the cost in `ledger`.
+
+    Declared bounds and categories (and the two values of a boolean) spend no budget on the
+    range or the value set; every categorical column's shares cost one histogram (they are
+    the prior of the categorical diffusion). With `per_class` and a categorical target, each
+    numeric column also gets one quantile map per released class from that class's rows: the
+    classes are disjoint, so these histograms compose in parallel and cost what one
+    histogram costs. `rng` defaults to one seeded from OS entropy: DP noise must not be
+    predictable from a seed.
+    """
+    rng = rng or np.random.default_rng()
+    numeric = [c for c in schema.columns if c.kind in ("numeric", "datetime")]
+    need_bounds = [c for c in numeric if c.lower is None or c.upper is None]
+    need_keys = [c for c in schema.columns if c.kind == "categorical" and c.categories is None]
+    n_categorical = sum(c.kind in ("categorical", "boolean") for c in schema.columns)
+    releases = len(numeric) + len(need_bounds) + n_categorical
+    if releases == 0:
+        return {}
+    delta_extra = ledger.reserve_threshold_delta() if need_keys else 0.0
+    z = ledger.preprocessing_noise(releases)
+    covers = _covers(schema, numeric, need_bounds, need_keys)
+    tau = 1 + z * float(ndtri(1 - delta_extra / max(len(need_keys), 1))) if need_keys else 0.0
+    out = _category_stats(frame, schema, z, tau, rng)
+    target = schema.column(schema.target) if schema.target else None
+    classes, class_set = None, []
+    if per_class and target is not None and target.name in out:
+        class_set = out[target.name].categories
+        classes = category_index(frame[target.name], class_set)
+        covers[0] = (
+            f"quantile maps and missing shares of {len(numeric)} numeric columns, one per "
+            "target class (disjoint rows: parallel composition)"
+        )
+    ledger.add(
+        Mechanism(
+            name="preprocessing histograms",
+            covers="; ".join(covers),
+            noise_multiplier=z,
+            sample_rate=1.0,
+            steps=releases,
+            delta_extra=delta_extra,
+        )
+    )
+    for spec in numeric:
+        values = as_float(frame[spec.name], spec)
+        lower, upper = spec.lower, spec.upper
+        if lower is None or upper is None:
+            grid = DATE_GRID if spec.kind == "datetime" else GRID
+            lower, upper, fallback = _bounds(values, z, rng, grid)
+            if fallback:
+                ledger.notes.append(
+                    f"{spec.name}: no bounds bin passed the threshold; the strongest noisy bin "
+                    "was used (declare its bounds for better results)"
+                )
+        if classes is not None:
+            out[spec.name] = _per_class(values, classes, len(class_set), lower, upper, bins, z, rng)
+        else:
+            out[spec.name] = _quantiles(values, lower, upper, bins, z, rng)
     return out

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from synthset.privacy.schema import ColumnSpec, TableSchema
+from synthset.privacy.timestamps import from_seconds, to_seconds
 
 CDF_EPS = 1e-7
 MAX_KNOTS = 1000
@@ -28,9 +29,9 @@ MAX_KNOTS = 1000
 class ColumnStats:
     """What the encoder knows of one column.
 
-    Numeric: `knots` (non-decreasing values) at CDF `levels`, `lower`/`upper` and whether it
-    can be missing. Categorical: `categories` (None stands for missing) and, when the column
-    is a conditioning target, its class `shares`.
+    Numeric: `knots` (non-decreasing values) at CDF `levels`, `lower`/`upper`, whether it
+    can be missing and its `missing_share`. Categorical: `categories` (None stands for
+    missing) and their `shares` (the target's class shares; every column's category prior).
     """
 
     knots: np.ndarray | None = None
@@ -40,6 +41,7 @@ class ColumnStats:
     nullable: bool = False
     categories: list[Any] | None = None
     shares: np.ndarray | None = None
+    missing_share: float | None = None
     class_levels: np.ndarray | None = None
     """Per target class CDF levels at the same knots (DP per-class maps), shape (classes, knots)."""
 
@@ -56,10 +58,7 @@ def knot_count(rows: int) -> int:
 def as_float(series: pd.Series, spec: ColumnSpec) -> np.ndarray:
     """Numeric or datetime values as float64 (datetimes in seconds since the epoch)."""
     if spec.kind == "datetime":
-        values = pd.to_datetime(series)
-        out = values.astype("int64").to_numpy(dtype="float64") / 1e9
-        out[values.isna().to_numpy()] = np.nan
-        return out
+        return to_seconds(series)
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
 
 
@@ -117,14 +116,13 @@ def exact_stats(frame: pd.DataFrame, schema: TableSchema) -> dict[str, ColumnSta
                 lower=lower,
                 upper=upper,
                 nullable=bool(np.isnan(values).any()),
+                missing_share=float(np.isnan(values).mean()),
             )
         else:
             categories = _categories(series, spec)
-            stats = ColumnStats(categories=categories)
-            if spec.name == schema.target:
-                index = category_index(series, categories)
-                stats.shares = np.bincount(index, minlength=len(categories)) / len(index)
-            out[spec.name] = stats
+            index = category_index(series, categories)
+            shares = np.bincount(index, minlength=len(categories)) / len(index)
+            out[spec.name] = ColumnStats(categories=categories, shares=shares)
     return out
 
 
@@ -206,6 +204,20 @@ class TableEncoder:
             self.indicators
         )
 
+    def category_priors(self) -> list[np.ndarray]:
+        """Shares of each categorical feature's categories (indicators last), in the order of
+        `category_sizes`: the prior of the categorical diffusion (uniform where unknown)."""
+        priors = []
+        for name in self.categorical:
+            stats = self.stats[name]
+            k = len(stats.categories)
+            priors.append(stats.shares if stats.shares is not None else np.full(k, 1 / k))
+        for name in self.indicators:
+            share = self.stats[name].missing_share
+            share = 0.5 if share is None else share
+            priors.append(np.array([1 - share, share]))
+        return [np.asarray(p, dtype=np.float64) for p in priors]
+
     def encode(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """`x_num` (float32 normal scores), `x_cat` (int64 indices) and `y` when conditioned."""
         n = len(frame)
@@ -265,11 +277,7 @@ class TableEncoder:
             values = np.round(values, spec.decimals)
         values[missing] = np.nan
         if spec.kind == "datetime":
-            stamps = pd.to_datetime(pd.Series(values * 1e9).round(), unit="ns")
-            try:
-                return stamps.astype(spec.dtype)
-            except (TypeError, ValueError):
-                return stamps
+            return from_seconds(values, spec.dtype, spec.resolution)
         if spec.integer:
             series = pd.Series(values)
             return series.astype("Int64" if missing.any() else "int64")
@@ -326,6 +334,8 @@ class TableEncoder:
         arrays, meta = {}, {}
         for name, stats in self.stats.items():
             entry: dict[str, Any] = {"nullable": stats.nullable}
+            if stats.missing_share is not None:
+                entry["missing_share"] = stats.missing_share
             if stats.knots is not None:
                 arrays[f"encoder.{name}.knots"] = stats.knots.astype("float64")
                 arrays[f"encoder.{name}.levels"] = stats.levels.astype("float64")
@@ -343,7 +353,7 @@ class TableEncoder:
     def from_state(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> TableEncoder:
         stats = {}
         for name, entry in meta["stats"].items():
-            s = ColumnStats(nullable=entry["nullable"])
+            s = ColumnStats(nullable=entry["nullable"], missing_share=entry.get("missing_share"))
             if entry.get("numeric"):
                 s.knots = np.asarray(arrays[f"encoder.{name}.knots"])
                 s.levels = np.asarray(arrays[f"encoder.{name}.levels"])

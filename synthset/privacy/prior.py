@@ -15,6 +15,13 @@ and the correlations from scratch does worse than the copula it could have start
 
 Σ is the identity (independent scores, no privacy cost) or the correlation of the training
 rows' scores: exact, or released with the Gaussian mechanism (`dp_correlation`).
+
+The categories get the same treatment (`category_log_prior`): the denoiser's logits of x_0
+are added to the log of each column's category shares. Multinomial diffusion steps with
+q(x_s | x_t, x̂_0) ∝ q(x_t | x_s)·q(x_s | x̂_0), and for a column whose shares are π,
+x̂_0 = π makes that the exact reverse step (q(x_s | π) is the marginal of x_s), so an
+untrained model samples every column at its (DP) shares, and a missing category with a
+share of zero is never made up.
 """
 
 from __future__ import annotations
@@ -102,3 +109,17 @@ class GaussianPrior:
         rotated = x_t.double() @ self.vectors
         scaled = rotated / (ab * self.values[None, :] + (1 - ab))
         return ((1 - ab).sqrt() * (scaled @ self.vectors.T)).to(x_t.dtype)
+
+
+SHARE_FLOOR = 1e-6
+"""Smallest prior share: a category the (noisy) counts put at zero stays reachable, at
+log(1e-6) ≈ −14, if the data teaches the denoiser otherwise."""
+
+
+def category_log_prior(shares: list[np.ndarray], width: int) -> torch.Tensor:
+    """Log shares of each categorical column, padded to `width` categories with −inf."""
+    out = torch.full((len(shares), width), -torch.inf, dtype=torch.float64)
+    for j, p in enumerate(shares):
+        p = np.maximum(np.asarray(p, dtype=np.float64), SHARE_FLOOR)
+        out[j, : len(p)] = torch.from_numpy(np.log(p / p.sum()))
+    return out

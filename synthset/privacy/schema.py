@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from synthset.privacy.errors import TableError
+from synthset.privacy.timestamps import parse_bound, resolution_of, to_seconds
 
 KINDS = ("numeric", "categorical", "boolean", "datetime")
 MAX_DECIMALS = 6
@@ -46,6 +47,8 @@ class ColumnSpec:
     upper: float | None = None
     declared: bool = False
     dtype: str = "object"
+    resolution: str | None = None
+    """Datetime columns: the step every value falls on ("D", "s", "ms", "us"), kept on output."""
 
 
 @dataclass
@@ -148,7 +151,10 @@ def _as_numeric(series: pd.Series, source: str) -> pd.Series:
 def _as_datetime(series: pd.Series, source: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
         return series
-    converted = pd.to_datetime(series, errors="coerce", format="mixed")
+    try:
+        converted = pd.to_datetime(series, errors="coerce", format="mixed")
+    except ValueError:
+        converted = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
     if (series.notna() & converted.isna()).any():
         row, value = _first_bad_row(series, converted)
         raise TableError(
@@ -250,6 +256,7 @@ def _spec(
     elif kind == "datetime":
         series = _as_datetime(series, source)
         spec.dtype = str(series.dtype)
+        spec.resolution = resolution_of(to_seconds(series))
     elif kind == "boolean":
         series = _as_boolean(series, source)
         spec.dtype = "boolean"
@@ -263,9 +270,7 @@ def _spec(
             raise TableError(
                 source, f"bounds are for numeric or datetime columns, not {kind}", name
             )
-        lower, upper = (
-            float(pd.Timestamp(b).value) if kind == "datetime" else float(b) for b in bounds
-        )
+        lower, upper = (parse_bound(b) if kind == "datetime" else float(b) for b in bounds)
         if not lower < upper:
             raise TableError(source, f"bounds {bounds!r}: the lower must be below the upper", name)
         spec.lower, spec.upper = lower, upper

@@ -33,7 +33,13 @@ from synthset.privacy.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
 from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger
 from synthset.privacy.encoder import TableEncoder, category_index, exact_stats, to_normal
 from synthset.privacy.errors import missing_extra
-from synthset.privacy.prior import GaussianPrior, clip_norm, dp_correlation, exact_correlation
+from synthset.privacy.prior import (
+    GaussianPrior,
+    category_log_prior,
+    clip_norm,
+    dp_correlation,
+    exact_correlation,
+)
 from synthset.privacy.schema import TableSchema
 
 WEIGHTS = "model.safetensors"
@@ -118,6 +124,11 @@ class SynthesizerConfig(BaseModel):
         description="what the denoiser's numeric output corrects (synthset.privacy.prior): "
         "nothing, independent normal scores, or a Gaussian copula fitted to the rows (under "
         "DP with prior_share of the budget)",
+    )
+    category_prior: bool = Field(
+        default=True,
+        description="the categorical logits correct each column's (DP) category shares, so "
+        "category and missing shares are right before any training (synthset.privacy.prior)",
     )
     prior_share: float = Field(
         default=0.7, gt=0, lt=1, description="share of the DP budget for the copula"
@@ -233,10 +244,25 @@ class TabularSynthesizer:
         """Make the numeric output a correction to N(0, `correlation`) (see `prior`)."""
         self.diffusion.prior = GaussianPrior(correlation, self.diffusion.alphas_cumprod)
 
+    def _set_category_prior(self) -> None:
+        """Make the categorical logits a correction to the encoder's category shares."""
+        if self.encoder.category_sizes:
+            self.diffusion.category_prior = category_log_prior(
+                self.encoder.category_priors(), self.diffusion.mask.shape[1]
+            )
+
     def _fit_prior(self, scores: np.ndarray) -> None:
-        """Estimate the prior's correlation (with DP under a budget) and start the
-        denoiser's numeric output at zero, so that the untrained model samples the prior."""
+        """Set the priors the denoiser corrects: the category shares and the numeric scores'
+        copula (its correlation estimated with DP under a budget). The corrections start at
+        zero, so that the untrained model samples the priors."""
         cfg, width = self.config, scores.shape[1]
+        parts = self.model.parts if isinstance(self.model, ClassPartitioned) else [self.model]
+        if cfg.category_prior and self.encoder.category_sizes:
+            self._set_category_prior()
+            with torch.no_grad():
+                for part in parts:
+                    part.mlp[-1].weight[width:].zero_()
+                    part.mlp[-1].bias[width:].zero_()
         if cfg.prior == "none" or width == 0:
             return
         if cfg.prior == "independent":
@@ -256,7 +282,6 @@ class TabularSynthesizer:
         else:
             correlation = exact_correlation(scores.astype(np.float64))
         self._set_prior(correlation)
-        parts = self.model.parts if isinstance(self.model, ClassPartitioned) else [self.model]
         with torch.no_grad():
             for part in parts:
                 part.mlp[-1].weight[:width].zero_()
@@ -530,6 +555,7 @@ class TabularSynthesizer:
             "privacy": self.privacy(),
             "history": self.history,
             "scheduler": dict(self.diffusion.scheduler.config),
+            "category_prior": self.diffusion.category_prior is not None,
         }
         (folder / CONFIG).write_text(json.dumps(meta, indent=2, default=_json) + "\n")
         return folder
@@ -554,6 +580,8 @@ class TabularSynthesizer:
         self.model.load_state_dict(state)
         if PRIOR in tensors:
             self._set_prior(tensors[PRIOR].numpy())
+        if meta.get("category_prior"):
+            self._set_category_prior()
         self.model.eval()
         self.history = meta.get("history", {})
         if meta.get("privacy"):

@@ -29,16 +29,42 @@ def test_preprocessing_share_and_sgd_fill_the_budget():
     assert ledger.spent()["epsilon"] <= 2.0 + 1e-9
 
 
-def test_declared_statistics_spend_nothing():
+def test_declared_ranges_and_sets_spend_nothing_only_their_shares_do():
     frame = pd.DataFrame({"x": np.linspace(0, 1, 100), "c": ["a", "b"] * 50})
     table = prepare_table(frame, bounds={"x": (0, 1)}, categories={"c": ["a", "b"]})
     ledger = PrivacyLedger(PrivacyBudget(1.0, 1e-6))
     stats = dp_stats(table.frame, table.schema, ledger, rng=np.random.default_rng(0))
     (mechanism,) = ledger.mechanisms
-    assert mechanism.steps == 1 and "bounds" not in mechanism.covers
+    assert mechanism.steps == 2 and "bounds" not in mechanism.covers
+    assert "category sets" not in mechanism.covers and "shares of c" in mechanism.covers
     assert mechanism.delta_extra == 0 and ledger.reserved_delta == 0
     assert stats["x"].lower == 0 and stats["x"].upper == 1
-    assert stats["c"].categories == ["a", "b", None]
+    assert stats["c"].categories == ["a", "b"]
+    assert stats["c"].shares.sum() == pytest.approx(1) and stats["x"].missing_share == 0
+
+
+def test_missing_category_only_where_the_noisy_count_says_so():
+    rng = np.random.default_rng(0)
+    full = rng.choice(["a", "b", "c"], 2000, p=[0.9, 0.07, 0.03]).astype(object)
+    gappy = full.copy()
+    gappy[rng.random(2000) < 0.2] = None
+    frame = pd.DataFrame({"full": full, "gappy": gappy, "x": rng.normal(size=2000)})
+    table = prepare_table(frame, categories={"full": ["a", "b", "c"]})
+    stats = dp_stats(table.frame, table.schema, PrivacyLedger(PrivacyBudget(3.0, 1e-6)), rng=rng)
+    assert stats["full"].categories == ["a", "b", "c"]
+    assert np.abs(stats["full"].shares - [0.9, 0.07, 0.03]).max() < 0.02
+    assert None in stats["gappy"].categories
+    missing = stats["gappy"].shares[stats["gappy"].categories.index(None)]
+    assert abs(missing - 0.2) < 0.02
+
+
+def test_datetime_bounds_are_calendar_years():
+    days = pd.Series(pd.date_range("2020-01-01", "2024-02-05", freq="D"))
+    table = prepare_table(pd.DataFrame({"visit": days, "x": np.arange(len(days))}))
+    ledger = PrivacyLedger(PrivacyBudget(3.0, 1e-6))
+    stats = dp_stats(table.frame, table.schema, ledger, rng=np.random.default_rng(0))
+    lower, upper = (pd.Timestamp(v, unit="s") for v in (stats["visit"].lower, stats["visit"].upper))
+    assert lower == pd.Timestamp("2020-01-01") and upper == pd.Timestamp("2025-01-01")
 
 
 def test_a_value_held_by_one_row_is_not_released():
