@@ -84,6 +84,8 @@ def _timed(make: Callable[[pd.DataFrame, Table, int], pd.DataFrame]) -> Runner:
 
 
 def _synthset(settings: dict[str, Any]) -> Runner:
+    """synthset with `settings`; sampling seed 0, so that a non-DP row is repeatable."""
+
     def make(train: pd.DataFrame, table: Table, n: int) -> pd.DataFrame:
         return TabularSynthesizer(**settings).fit(train, table.schema).sample(n, seed=0)
 
@@ -91,10 +93,13 @@ def _synthset(settings: dict[str, Any]) -> Runner:
 
 
 def _baseline(cls: type) -> Runner:
+    """synthset's own copula and SMOTE baselines: the floor a learned synthesizer must clear."""
     return _timed(lambda train, table, n: cls().fit(train, table.schema).sample(n, seed=0))
 
 
 def _sdv(method: str, epochs: int | None, threads: int) -> Runner:
+    """SDV in its own environment; CPU seconds are the worker's (this process only waits)."""
+
     def run(train: pd.DataFrame, table: Table, n: int) -> tuple[pd.DataFrame, dict[str, Any]]:
         rows, answer = sdv_env.fit_sample(
             method, train, table.schema, n, epochs=epochs, threads=threads
