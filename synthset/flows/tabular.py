@@ -110,7 +110,7 @@ def release_synthetic_table(
     synthesizer = fit_task(cfg, prepared)
     synthetic = sample_task(cfg, synthesizer, prepared)
     result = audit_task(cfg, prepared, synthetic)
-    gate = evaluate(result.metrics, cfg.gate)
+    gate = evaluate(result.metrics, cfg.gate, result.details)
     privacy = synthesizer.privacy()
     report = steps.make_report(
         cfg, prepared, synthetic, result, gate, privacy, steps.report_folder(cfg, datasets_root)

@@ -18,8 +18,10 @@ Privacy (all distances are SDMetrics' DCR distance, see `synthset.privacy.neighb
   of synthetic rows (low: a row sits on one particular person), next to the holdout's.
 - `mia_auc` and attribute-inference risks (see `synthset.privacy.attacks`).
 
-Utility: `column_shape_mean` (KS/TV complements), `correlation_difference`, and TSTR vs
-TRTR when a target is given (see `synthset.privacy.utility`).
+Utility: `column_shape_mean` and `column_shape_min` (KS/TV complements), `pair_trends`,
+`correlation_difference`, `category_share_error`, `missing_rate_error`,
+`vanished_categories`, and TSTR vs TRTR with `tstr_skill` when a target is given (see
+`synthset.privacy.utility`); `details` says where the worst values were found.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from synthset.privacy.encoder import as_float
 from synthset.privacy.neighbors import DistanceSpace, NeighbourIndex
 from synthset.privacy.schema import TableSchema
 from synthset.privacy.timestamps import from_seconds
-from synthset.privacy.utility import column_shapes, correlation_difference, tstr
+from synthset.privacy.utility import (
+    column_shapes,
+    correlation_difference,
+    marginal_errors,
+    pair_trends,
+    tstr,
+    tstr_skill,
+)
 
 
 @dataclass
@@ -50,6 +59,8 @@ class AuditResult:
     synthetic_associations: pd.DataFrame
     attribute: list[dict[str, Any]] = field(default_factory=list)
     tstr: dict[str, Any] | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    """Where the worst value of a metric was found (column, category), for gate reasons."""
     distances: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -60,6 +71,7 @@ class AuditResult:
             "metrics": self.metrics,
             "columns": self.columns.to_dict(orient="records"),
             "tstr": self.tstr,
+            "details": self.details,
             "attribute_inference": self.attribute,
             "distance_quantiles": {
                 k: dict(zip(map(str, qs), np.quantile(v, qs).tolist(), strict=True))
@@ -170,10 +182,27 @@ def audit(
     metrics["column_shape_mean"] = float(shapes["score"].mean())
     metrics["column_shape_min"] = float(shapes["score"].min())
     metrics["correlation_difference"] = corr
+    metrics["pair_trends"] = pair_trends(train, synthetic, schema)
+    marginals = marginal_errors(train, synthetic, schema)
+    metrics["category_share_error"] = marginals["category_share_error"]
+    metrics["missing_rate_error"] = marginals["missing_rate_error"]
+    metrics["vanished_categories"] = len(marginals["vanished_categories"])
+    worst = shapes.loc[shapes["score"].idxmin()]
+    details = {
+        "category_share_error": marginals["category_share_error_at"],
+        "missing_rate_error": marginals["missing_rate_error_at"],
+        "vanished_categories": ", ".join(marginals["vanished_categories"]),
+        "column_shape_min": f"{worst['column']} ({worst['metric']})",
+    }
     utility = None
     if target is not None:
         utility = tstr(train, synthetic, holdout, schema, target, tstr_model)
         metrics |= {"tstr": utility["tstr"], "trtr": utility["trtr"], "tstr_gap": utility["gap"]}
+        metrics["tstr_skill"] = tstr_skill(utility)
+        details["tstr_skill"] = (
+            f"{utility['metric']} {utility['tstr']:.3f} synthetic-trained vs "
+            f"{utility['trtr']:.3f} real-trained ({utility['model']})"
+        )
     seconds["utility"] = time.perf_counter() - t2
     return AuditResult(
         metrics={k: float(v) for k, v in metrics.items()},
@@ -182,6 +211,7 @@ def audit(
         synthetic_associations=syn_assoc,
         attribute=attribute,
         tstr=utility,
+        details={k: v for k, v in details.items() if v},
         distances={
             "synthetic_to_train": syn_train[:, 0],
             "holdout_to_train": hold_train[:, 0],

@@ -154,6 +154,17 @@ class MixedDiffusion:
             return out[:, : self.d_num]
         return out[:, : self.d_num] + self.prior.noise(x_t, t)
 
+    def _clipped(self, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The noise prediction whose implied clean scores lie within ±`CLIP_SAMPLE`.
+
+        DDPM clips x̂_0 itself; multistep solvers (DPM-Solver++, UniPC) and Euler have no such
+        option (diffusers' dynamic thresholding also rescales x̂_0 to ±1), and near t = T an
+        unclipped x̂_0 sends samples to the extremes, so the clip is applied to ε for all.
+        """
+        ab = self.alphas_cumprod[int(t)].to(eps.dtype)
+        x0 = ((x_t - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-CLIP_SAMPLE, CLIP_SAMPLE)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
     def _onehot(self, x_cat: torch.Tensor) -> torch.Tensor:
         return F.one_hot(x_cat, self.mask.shape[1]).double() * self.mask
 
@@ -271,7 +282,7 @@ class MixedDiffusion:
             out = model(torch.cat(parts, dim=1), t_batch, y)
             if self.d_num:
                 extra = {"generator": generator} if takes_generator else {}
-                eps = self._noise_prediction(out, parts[0], t_batch)
+                eps = self._clipped(self._noise_prediction(out, parts[0], t_batch), parts[0], t)
                 x = sched.step(eps, t, x, **extra).prev_sample
             if self.sizes:
                 pred = self._probs(out[:, self.d_num :])

@@ -16,7 +16,8 @@ Gaussian noise of standard deviation z (L2 sensitivity 1 per histogram):
   value held by a single row is released with probability at most δ_extra/k;
 - the category shares of every categorical and boolean column: the noisy counts above, or
   noisy counts over a declared set plus "missing", which is kept only when its noisy count
-  passes 3z (a column without gaps gets no missing category). Floored at 0 and normalised,
+  passes z/2 (a column without gaps gets a missing category at most at a share within
+  the noise). Floored at 0 and normalised,
   they are the prior of the categorical diffusion (`synthset.privacy.diffusion`), so the
   model starts from the right shares instead of learning them in a few noisy DP-SGD steps;
   a numeric column's missing share comes from its quantile histogram's missing bin.
@@ -46,7 +47,7 @@ GRID = np.concatenate([-_HALF_OCTAVES[::-1], _HALF_OCTAVES])
 DATE_GRID = to_seconds(pd.Series(pd.date_range("1700-01-01", "2300-01-01", freq="YS")))
 """Bounds grid of datetime columns: calendar years (seconds since the epoch; a half-octave
 grid would put all of 2018–2038 in one bin)."""
-MISSING_THRESHOLD = 3.0
+MISSING_THRESHOLD = 0.5
 
 
 def _noisy(counts: np.ndarray, z: float, rng: np.random.Generator) -> np.ndarray:
@@ -132,7 +133,7 @@ def _from_counts(
     noisy: np.ndarray, edges: np.ndarray, lower: float, upper: float, z: float
 ) -> ColumnStats:
     """Stats from noisy value-bin counts with the missing count last."""
-    nullable = bool(noisy[-1] > 3.5 * z)
+    nullable = bool(noisy[-1] > MISSING_THRESHOLD * z)
     return ColumnStats(
         knots=edges,
         levels=noisy_cdf(noisy[:-1]),

@@ -1,6 +1,12 @@
 """The release gate: thresholds on audit metrics that decide whether a synthetic table may be
 published. A check whose metric was not measured (no target, no sensitive column) is skipped,
-and says so; any failed check blocks the release."""
+and says so; any failed check blocks the release.
+
+The defaults block leaks and useless tables alike: a table whose categories vanish or whose
+missing rates, column shapes or pair trends are far from the real rows', or whose target
+cannot be predicted from it, is not released with a "passed" on it. A user relaxes a check
+explicitly by setting its threshold (None switches it off; the report lists it as relaxed).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class GateConfig(BaseModel):
-    """Thresholds; None switches a check off. Defaults block clear leaks, not weak utility."""
+    """Thresholds; None switches a check off."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -28,9 +34,29 @@ class GateConfig(BaseModel):
         default=0.1, description="attribute-inference accuracy on members minus on holdout"
     )
     min_dcr_baseline_protection: float | None = None
+    min_tstr_skill: float | None = Field(
+        default=0.3,
+        description="(TSTR − chance) / (TRTR − chance): below it the target is near chance or "
+        "far below what the real rows give",
+    )
     max_tstr_gap: float | None = Field(default=None, description="TRTR minus TSTR")
     min_column_shape: float | None = Field(
-        default=None, description="mean KS/TV complement over columns"
+        default=0.7, description="mean KS/TV complement over columns"
+    )
+    min_worst_column_shape: float | None = Field(
+        default=0.5, description="KS/TV complement of the worst column"
+    )
+    min_pair_trends: float | None = Field(
+        default=0.6, description="mean pair-trend similarity (SDMetrics' Column Pair Trends)"
+    )
+    max_category_share_error: float | None = Field(
+        default=0.1, description="largest difference of one category's share (missing counted)"
+    )
+    max_vanished_categories: float | None = Field(
+        default=0, description="categories with ≥ 5% of the real rows and none synthetic"
+    )
+    max_missing_rate_error: float | None = Field(
+        default=0.05, description="largest difference of a column's missing rate"
     )
     max_correlation_difference: float | None = None
 
@@ -41,8 +67,14 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
     ("max_mia_auc", "mia_auc", "<="),
     ("max_attribute_risk", "attribute_risk_max", "<="),
     ("min_dcr_baseline_protection", "dcr_baseline_protection", ">="),
+    ("min_tstr_skill", "tstr_skill", ">="),
     ("max_tstr_gap", "tstr_gap", "<="),
     ("min_column_shape", "column_shape_mean", ">="),
+    ("min_worst_column_shape", "column_shape_min", ">="),
+    ("min_pair_trends", "pair_trends", ">="),
+    ("max_category_share_error", "category_share_error", "<="),
+    ("max_vanished_categories", "vanished_categories", "<="),
+    ("max_missing_rate_error", "missing_rate_error", "<="),
     ("max_correlation_difference", "correlation_difference", "<="),
 )
 
@@ -56,23 +88,48 @@ class GateResult:
 
     @property
     def reasons(self) -> list[str]:
-        return [
-            f"{c['metric']} = {c['value']:.4g} (allowed {c['op']} {c['threshold']:.4g})"
-            for c in self.checks
-            if c["status"] == "fail"
-        ]
+        """One line per failed check: the value, how far past the threshold, and where."""
+        out = []
+        for c in self.checks:
+            if c["status"] != "fail":
+                continue
+            line = (
+                f"{c['metric']} = {c['value']:.4g}, {abs(c['value'] - c['threshold']):.3g} past "
+                f"the allowed {c['op']} {c['threshold']:.4g}"
+            )
+            out.append(line + (f" ({c['detail']})" if c.get("detail") else ""))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "checks": self.checks, "reasons": self.reasons}
 
 
-def evaluate(metrics: dict[str, float], config: GateConfig) -> GateResult:
-    """Apply the thresholds of `config` to audit `metrics`.
+def _check(metric: str, value: Any, op: str, threshold: float, detail: str) -> dict[str, Any]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        status, value = "skipped (not measured)", None
+    else:
+        value = float(value)
+        status = "pass" if (value <= threshold if op == "<=" else value >= threshold) else "fail"
+    return {
+        "metric": metric,
+        "value": value,
+        "op": op,
+        "threshold": threshold,
+        "status": status,
+        "detail": detail,
+    }
+
+
+def evaluate(
+    metrics: dict[str, float], config: GateConfig, details: dict[str, str] | None = None
+) -> GateResult:
+    """Apply the thresholds of `config` to audit `metrics` (`details`: where each metric's
+    worst value was found, quoted in the reasons).
 
     The exact-match check compares the synthetic rate with the rate at which holdout rows
     already equal a training row (tables of few categorical columns repeat by nature).
     """
-    values = dict(metrics)
+    values, details = dict(metrics), details or {}
     if "exact_match_rate" in values:
         values["exact_match_excess"] = max(
             0.0, values["exact_match_rate"] - values.get("holdout_exact_match_rate", 0.0)
@@ -80,28 +137,13 @@ def evaluate(metrics: dict[str, float], config: GateConfig) -> GateResult:
     checks = []
     for setting, metric, op in _CHECKS:
         threshold = getattr(config, setting)
-        if threshold is None:
-            continue
-        value = values.get(metric)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if threshold is not None:
             checks.append(
-                {
-                    "metric": metric,
-                    "value": None,
-                    "op": op,
-                    "threshold": threshold,
-                    "status": "skipped (not measured)",
-                }
+                _check(metric, values.get(metric), op, threshold, details.get(metric, ""))
             )
-            continue
-        ok = value <= threshold if op == "<=" else value >= threshold
-        checks.append(
-            {
-                "metric": metric,
-                "value": float(value),
-                "op": op,
-                "threshold": threshold,
-                "status": "pass" if ok else "fail",
-            }
-        )
+        elif setting in config.model_fields_set:
+            relaxed = f"off (relaxed: {setting} is null in the config)"
+            checks.append(
+                _check(metric, values.get(metric), op, math.nan, "") | {"status": relaxed}
+            )
     return GateResult(all(c["status"] != "fail" for c in checks), checks)

@@ -257,7 +257,7 @@ def release(
     synthetic = generate(config, synthesizer, prepared)
     t1 = time.perf_counter()
     result = run_audit(config, prepared, synthetic)
-    gate = evaluate(result.metrics, config.gate)
+    gate = evaluate(result.metrics, config.gate, result.details)
     seconds["audit"] = time.perf_counter() - t1
     privacy = synthesizer.privacy()
     report = make_report(

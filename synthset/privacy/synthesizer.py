@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from synthset.privacy.calibrate import margins, rake, weighted_subset
 from synthset.privacy.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
 from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger
 from synthset.privacy.encoder import TableEncoder, category_index, exact_stats, to_normal
@@ -91,9 +92,11 @@ class SynthesizerConfig(BaseModel):
     )
     timesteps: int = 1000
     schedule: Literal["cosine", "linear"] = "cosine"
-    scheduler: str = "ddpm"
+    scheduler: str = Field(
+        default="dpmpp", description="sampling solver (DPM-Solver++: few steps, same quality)"
+    )
     sample_steps: int | None = Field(
-        default=None, description="denoising steps when sampling; None: every timestep"
+        default=50, ge=1, description="denoising steps when sampling; None: every timestep"
     )
     steps: int | None = Field(default=None, ge=1, description="optimizer steps")
     batch_size: int | None = Field(default=None, ge=1)
@@ -112,7 +115,14 @@ class SynthesizerConfig(BaseModel):
     epsilon: float | None = Field(default=None, gt=0)
     delta: float | None = Field(default=None, gt=0, lt=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
-    preprocessing_share: float = Field(default=0.1, gt=0, lt=1)
+    preprocessing_share: float = Field(
+        default=0.4,
+        gt=0,
+        lt=1,
+        description="share of the DP budget for the encoder's statistics: the marginals the "
+        "priors and the calibration rest on (at ε = 3 on 560 rows, 0.4 keeps missing and "
+        "category shares within about 3 points)",
+    )
     dp_bins: int = Field(default=10, ge=2)
     dp_partition: Literal["models", "maps", "none"] = Field(
         default="maps",
@@ -130,8 +140,14 @@ class SynthesizerConfig(BaseModel):
         description="the categorical logits correct each column's (DP) category shares, so "
         "category and missing shares are right before any training (synthset.privacy.prior)",
     )
+    calibrate: bool = Field(
+        default=True,
+        description="draw oversample × n rows and keep n whose marginals match the encoder's "
+        "(synthset.privacy.calibrate)",
+    )
+    oversample: float = Field(default=3.0, ge=1.0)
     prior_share: float = Field(
-        default=0.7, gt=0, lt=1, description="share of the DP budget for the copula"
+        default=0.5, gt=0, lt=1, description="share of the DP budget for the copula"
     )
     dp_draws: int = Field(
         default=8, ge=1, description="(t, noise) draws averaged per row under DP-SGD"
@@ -506,13 +522,28 @@ class TabularSynthesizer:
 
         With a conditioning target, `target` fixes its value for every row (a scalar) or per
         row (a sequence of `n`); by default it is drawn from the target's (DP) distribution.
+        With `calibrate`, `oversample`·n rows are drawn and n kept by weights that match the
+        encoder's marginals (`synthset.privacy.calibrate`); not when `target` is given.
         """
         if self.model is None:
             raise RuntimeError("fit or load the synthesizer before sampling")
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         generator = torch.Generator().manual_seed(seed)
-        y_all = self._condition(n, target, generator)
+        calibrate = self.config.calibrate and target is None
+        drawn = math.ceil(n * self.config.oversample) if calibrate else n
+        y_all = self._condition(drawn, target, generator)
+        x_num, x_cat = self._draw(drawn, y_all, generator)
+        y_np = y_all.numpy() if y_all is not None else None
+        if calibrate:
+            keep = self._calibrated(x_num, x_cat, y_np, n, seed)
+            x_num, x_cat = x_num[keep], x_cat[keep]
+            y_np = y_np[keep] if y_np is not None else None
+        return self.encoder.decode(x_num, x_cat, y_np)
+
+    def _draw(
+        self, n: int, y_all: torch.Tensor | None, generator: torch.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         nums, cats = [], []
         for start in range(0, n, SAMPLE_CHUNK):
             stop = min(n, start + SAMPLE_CHUNK)
@@ -527,8 +558,24 @@ class TabularSynthesizer:
             )
             nums.append(x_num.numpy())
             cats.append(x_cat.numpy())
-        y_np = y_all.numpy() if y_all is not None else None
-        return self.encoder.decode(np.concatenate(nums), np.concatenate(cats), y_np)
+        return np.concatenate(nums), np.concatenate(cats)
+
+    def _calibrated(
+        self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None, n: int, seed: int
+    ) -> np.ndarray:
+        """Indices of `n` rows drawn by raking weights (see `synthset.privacy.calibrate`)."""
+        enc = self.encoder
+        n_cat = len(enc.categorical)
+        indicators = [
+            n_cat + enc.indicators.index(name) if name in enc.indicators else -1
+            for name in enc.numeric
+        ]
+        cells = margins(x_num, x_cat, enc.category_priors(), indicators)
+        shares = enc.stats[enc.schema.target].shares if enc.target_kind == "classes" else None
+        if y is not None and shares is not None:
+            cells.append((y.astype(int), np.asarray(shares, dtype=np.float64)))
+        weights = rake(cells, len(x_num), cap=len(x_num) / n)
+        return weighted_subset(weights, n, np.random.default_rng([seed, len(x_num)]))
 
     def privacy(self) -> dict[str, Any] | None:
         """The privacy accounting of the fit, None without DP."""

@@ -6,8 +6,14 @@
 - Associations: one matrix per table, Pearson r for numeric pairs, Cramér's V for categorical
   pairs and the correlation ratio η for mixed pairs; the correlation difference is the mean
   absolute difference between the real and synthetic matrices over all pairs.
+- Pair trends follow SDMetrics' Column Pair Trends: CorrelationSimilarity (1 − |Δ Pearson r|/2)
+  for two numeric columns, ContingencySimilarity (1 − total variation distance of the joint
+  shares, numbers cut into ten equal-width bins of the real range) for the other pairs.
+- Marginal errors: per categorical column the largest share difference of one category
+  (missing counted), categories that vanished, and per column the missing-rate difference.
 - TSTR (train on synthetic, test on real holdout) against TRTR (train on real training rows,
-  same test), with ROC AUC for a categorical target and R² for a numeric one.
+  same test), with ROC AUC for a categorical target and R² for a numeric one; the skill is
+  (TSTR − chance) / (TRTR − chance), chance being 0.5 for AUC and 0 for R².
 """
 
 from __future__ import annotations
@@ -49,6 +55,98 @@ def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSche
             metric = "TVComplement"
         rows.append({"column": spec.name, "kind": spec.kind, "metric": metric, "score": score})
     return pd.DataFrame(rows)
+
+
+def _binned(real: np.ndarray, synthetic: np.ndarray, bins: int = 10) -> tuple[pd.Series, ...]:
+    ok = real[~np.isnan(real)]
+    edges = np.linspace(ok.min(), ok.max(), bins + 1) if len(ok) else np.array([0.0, 1.0])
+    cut = [
+        pd.Series(np.where(np.isnan(v), -1, np.clip(np.searchsorted(edges, v) - 1, 0, bins - 1)))
+        for v in (real, synthetic)
+    ]
+    return cut[0].map(str), cut[1].map(str)
+
+
+def _contingency(a: tuple[pd.Series, pd.Series], b: tuple[pd.Series, pd.Series]) -> float:
+    p = pd.Series(a[0].to_numpy() + "|" + b[0].to_numpy()).value_counts(normalize=True)
+    q = pd.Series(a[1].to_numpy() + "|" + b[1].to_numpy()).value_counts(normalize=True)
+    p, q = p.align(q, fill_value=0.0)
+    return 1 - 0.5 * float(np.abs(p - q).sum())
+
+
+def pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSchema) -> float:
+    """Mean pair-trend similarity over column pairs (SDMetrics' Column Pair Trends)."""
+    numbers, tokens = {}, {}
+    for spec in schema.columns:
+        if _numeric(spec):
+            numbers[spec.name] = (
+                as_float(real[spec.name], spec),
+                as_float(synthetic[spec.name], spec),
+            )
+            tokens[spec.name] = _binned(*numbers[spec.name])
+        else:
+            tokens[spec.name] = (_tokens(real[spec.name]), _tokens(synthetic[spec.name]))
+    scores = []
+    names = schema.names
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if a in numbers and b in numbers:
+                r = [_pearson(numbers[a][k], numbers[b][k]) for k in (0, 1)]
+                scores.append(1 - abs(r[0] - r[1]) / 2)
+            else:
+                scores.append(_contingency(tokens[a], tokens[b]))
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    ok = ~(np.isnan(x) | np.isnan(y))
+    if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
+        return 0.0
+    return float(np.corrcoef(x[ok], y[ok])[0, 1])
+
+
+def marginal_errors(
+    real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSchema, vanish_share: float = 0.05
+) -> dict[str, Any]:
+    """The worst category-share and missing-rate differences, and vanished categories
+    (at least `vanish_share` of the real rows, none of the synthetic ones), with where."""
+    share, share_at, vanished = 0.0, "", []
+    missing, missing_at = 0.0, ""
+    for spec in schema.columns:
+        r, s = real[spec.name], synthetic[spec.name]
+        gap = abs(float(r.isna().mean()) - float(s.isna().mean()))
+        if gap > missing:
+            missing, missing_at = (
+                gap,
+                f"{spec.name}: {r.isna().mean():.1%} real, {s.isna().mean():.1%} synthetic",
+            )
+        if _numeric(spec):
+            continue
+        p, q = _tokens(r).value_counts(normalize=True), _tokens(s).value_counts(normalize=True)
+        p, q = p.align(q, fill_value=0.0)
+        worst = (p - q).abs().idxmax()
+        if abs(p[worst] - q[worst]) > share:
+            share = float(abs(p[worst] - q[worst]))
+            share_at = f"{spec.name}={worst}: {p[worst]:.1%} real, {q[worst]:.1%} synthetic"
+        vanished += [
+            f"{spec.name}={k} ({p[k]:.1%} real)"
+            for k in p.index
+            if p[k] >= vanish_share and q[k] == 0
+        ]
+    return {
+        "category_share_error": share,
+        "category_share_error_at": share_at,
+        "missing_rate_error": missing,
+        "missing_rate_error_at": missing_at,
+        "vanished_categories": vanished,
+    }
+
+
+def tstr_skill(result: dict[str, Any]) -> float:
+    """(TSTR − chance) / (TRTR − chance): 1 is as useful as the real rows, 0 is chance."""
+    chance = 0.5 if result["task"] == "classification" else 0.0
+    room = result["trtr"] - chance
+    return float((result["tstr"] - chance) / room) if room > 1e-9 else float("nan")
 
 
 def _cramers_v(a: pd.Series, b: pd.Series) -> float:

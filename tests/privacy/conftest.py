@@ -10,10 +10,23 @@ TINY = {
     "hidden": [32, 32],
     "d_embed": 16,
     "timesteps": 50,
+    "scheduler": "ddpm",
     "sample_steps": 10,
     "steps": 60,
     "batch_size": 64,
 }
+
+UTILITY_RELAXED = {
+    "min_tstr_skill": None,
+    "min_column_shape": None,
+    "min_worst_column_shape": None,
+    "min_pair_trends": None,
+    "max_category_share_error": None,
+    "max_vanished_categories": None,
+    "max_missing_rate_error": None,
+}
+"""Gate settings that switch the utility checks off: plumbing tests train for a few steps,
+and the default gate rightly blocks what that makes (tests/privacy/test_gate.py checks it)."""
 
 
 def mixed_frame(n: int = 240, seed: int = 0) -> pd.DataFrame:

@@ -6,8 +6,10 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from synthset.privacy.cli import main
+from tests.privacy.conftest import UTILITY_RELAXED
 
 TINY_ARGS = ["--steps", "20", "--threads", "1"]
 
@@ -56,7 +58,8 @@ def test_run_without_prefect_then_blocked(csv_file, tmp_path, capsys, tracking_u
     common = ["--data", csv_file, "--id", "patient", "--target", "risk", *TINY_ARGS]
     common += ["--datasets-root", tmp_path / "ds", "--tracking-uri", tracking_uri, "--no-prefect"]
     config = tmp_path / "release.yaml"
-    config.write_text("dataset: cli-tab\ndata: unused.csv\ngate: {max_dcr_share: 1.0}\n")
+    gate = yaml.safe_dump({"gate": {"max_dcr_share": 1.0} | UTILITY_RELAXED})
+    config.write_text("dataset: cli-tab\ndata: unused.csv\n" + gate)
     code, out, err = run_cli(["run", config, *common], capsys)
     assert code == 0, err
     assert "version:     v1" in out and "no differential privacy" in out

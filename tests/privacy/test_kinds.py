@@ -60,8 +60,8 @@ def kinds_frame(visit_dtype: str, rows: int = ROWS, seed: int = 0) -> pd.DataFra
 
 def fit_sample(frame: pd.DataFrame, private: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = prepare_table(frame, "kinds.csv")
-    budget = {"epsilon": 10.0, "steps": 20, "dp_draws": 2} if private else {"steps": 600}
-    model = TabularSynthesizer(**(TINY | budget)).fit(table.frame, table.schema)
+    settings = {"epsilon": 10.0, "steps": 30, "dp_draws": 1} if private else TINY | {"steps": 600}
+    model = TabularSynthesizer(**settings).fit(table.frame, table.schema)
     return table.frame, model.sample(ROWS, seed=0)
 
 
@@ -81,11 +81,12 @@ def test_every_kind_survives_fit_and_sample(visit_dtype, private):
     span = pd.Timedelta(days=366 if private else 0)
     assert visit.min() >= real["visit"].min() - span
     assert visit.max() <= real["visit"].max() + span
-    assert visit.quantile(0.5) - real["visit"].quantile(0.5) < pd.Timedelta(days=180)
+    shift = abs(visit.quantile(0.5) - real["visit"].quantile(0.5))
+    assert shift < pd.Timedelta(days=270), "a tiny model; under DP, 10 bins of 6 months"
     slack = 0.25 * (real["age"].max() - real["age"].min()) if private else 0
     assert real["age"].min() - slack <= synthetic["age"].min()
     assert synthetic["age"].max() <= real["age"].max() + slack
-    assert synthetic["hiv"].dtype == bool
+    assert pd.api.types.is_bool_dtype(synthetic["hiv"])
     for name in ("site", "smoker", "hiv"):
         shares = real[name].value_counts(normalize=True)
         seen = set(synthetic[name].dropna())

@@ -9,6 +9,7 @@ import torch
 from synthset.privacy.diffusion import Denoiser, MixedDiffusion
 from synthset.privacy.prior import (
     GaussianPrior,
+    category_log_prior,
     clip_norm,
     clip_rows,
     dp_correlation,
@@ -46,7 +47,7 @@ def test_identity_prior_is_the_standard_normal_score():
     assert torch.allclose(prior.noise(x_t, t), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize(("scheduler", "steps"), [("ddpm", None), ("dpmpp", 50)])
+@pytest.mark.parametrize(("scheduler", "steps"), [("ddpm", None), ("dpmpp", 50), ("unipc", 25)])
 def test_an_untrained_correction_samples_the_copula(scheduler, steps):
     diffusion = MixedDiffusion(d_num=3, category_sizes=[2], timesteps=200)
     diffusion.prior = GaussianPrior(SIGMA, diffusion.alphas_cumprod)
@@ -57,6 +58,22 @@ def test_an_untrained_correction_samples_the_copula(scheduler, steps):
     x, _ = diffusion.sample(model, 6000, None, torch.Generator().manual_seed(1), scheduler, steps)
     assert np.abs(np.corrcoef(x.numpy().T) - SIGMA).max() < 0.05
     assert np.abs(x.numpy().std(axis=0) - 1).max() < 0.05
+
+
+@pytest.mark.parametrize(("scheduler", "steps"), [("ddpm", None), ("dpmpp", 50), ("unipc", 25)])
+def test_an_untrained_correction_samples_the_category_shares(scheduler, steps):
+    shares = [np.array([0.9, 0.07, 0.03]), np.array([0.2, 0.8])]
+    diffusion = MixedDiffusion(d_num=2, category_sizes=[3, 2], timesteps=200)
+    diffusion.category_prior = category_log_prior(shares, 3)
+    model = Denoiser(diffusion.d_model, diffusion.d_model, hidden=[16], d_embed=8)
+    with torch.no_grad():
+        model.mlp[-1].weight[2:].zero_()
+        model.mlp[-1].bias[2:].zero_()
+    generator = torch.Generator().manual_seed(2)
+    _, x_cat = diffusion.sample(model, 8000, None, generator, scheduler, steps)
+    for j, p in enumerate(shares):
+        seen = np.bincount(x_cat[:, j].numpy(), minlength=len(p)) / len(x_cat)
+        assert np.abs(seen - p).max() < 0.015
 
 
 def test_exact_correlation_and_projection():

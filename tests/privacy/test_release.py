@@ -12,7 +12,7 @@ from synthset.privacy.errors import ReleaseBlocked, TableError
 from synthset.privacy.release import release
 from synthset.storage.pull import pull
 from synthset.storage.versioning import list_versions
-from tests.privacy.conftest import TINY
+from tests.privacy.conftest import TINY, UTILITY_RELAXED
 
 
 def config_for(csv_file, name, **extra):
@@ -23,7 +23,8 @@ def config_for(csv_file, name, **extra):
         "target": "risk",
         "sensitive": ["smoker"],
         "synthesizer": TINY,
-        "gate": {"max_dcr_share": 1.0, "max_mia_auc": 1.0, "max_attribute_risk": 1.0},
+        "gate": {"max_dcr_share": 1.0, "max_mia_auc": 1.0, "max_attribute_risk": 1.0}
+        | UTILITY_RELAXED,
     }
     return parse_config(data | extra)
 
