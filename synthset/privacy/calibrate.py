@@ -63,13 +63,9 @@ def inclusion(weights: np.ndarray, n: int) -> np.ndarray:
     """Inclusion probabilities proportional to `weights`, summing to `n`, capped at 1 (the
     capped rows are always kept and the rest rescaled)."""
     p = weights * n / weights.sum()
-    for _ in range(len(p)):
+    while (p > 1 + 1e-12).any():
         capped = p >= 1
-        free = n - capped.sum()
-        rest = p[~capped].sum()
-        if not (p[~capped] * free / max(rest, 1e-12) > 1).any():
-            return np.where(capped, 1.0, p * free / max(rest, 1e-12))
-        p = np.where(capped, 1.0, p * free / max(rest, 1e-12))
+        p = np.where(capped, 1.0, p * (n - capped.sum()) / p[~capped].sum())
     return p
 
 

@@ -2,6 +2,7 @@
 weighted subset keeps distinct rows in order."""
 
 import numpy as np
+from scipy.special import ndtr
 
 from synthset.privacy.calibrate import margins, rake, weighted_subset
 
@@ -22,7 +23,5 @@ def test_raking_then_subsetting_matches_every_marginal():
         seen = np.bincount(x_cat[keep, j], minlength=len(p)) / len(keep)
         assert np.abs(seen - p).max() < 0.03, j
     present = x_num[keep][x_cat[keep, 2] == 0, 0]
-    from scipy.special import ndtr
-
     levels = np.histogram(ndtr(present), bins=4, range=(0, 1))[0] / len(present)
     assert np.abs(levels - 0.25).max() < 0.04
