@@ -43,7 +43,7 @@ def _ui_links(result: dict, tracking_uri: str | None) -> list[str]:
 
     links = []
     ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
-    if ui:
+    if ui and result.get("flow_run_id"):
         links.append(f"Prefect UI:  {ui.rstrip('/')}/runs/flow-run/{result['flow_run_id']}")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri.startswith("http"):
@@ -58,42 +58,65 @@ def _ui_links(result: dict, tracking_uri: str | None) -> list[str]:
     return links
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+class _Bar:
+    """The CLI's progress bar as a run observer."""
+
+    def __init__(self, quiet: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=None, unit="img", desc="generating", disable=quiet)
+
+    def __getattr__(self, name: str):
+        return lambda *args: None
+
+    def progress(self, done: int, total: int, outcome: object) -> None:
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+
+def _run(args: argparse.Namespace, bar: _Bar) -> dict:
+    manifest = str(Path(args.manifest).resolve())
+    options = {"datasets_root": args.datasets_root, "tracking_uri": args.tracking_uri}
+    if args.runner == "local":
+        from synthset.pipeline import run_dataset
+        from synthset.runners.local import LocalRunner
+
+        return run_dataset(manifest, LocalRunner(), observers=[bar], **options).summary()
     from prefect.settings import PREFECT_API_URL
-    from tqdm import tqdm
 
-    from synthset.flows.generate import PROGRESS_LISTENERS, generate_dataset
-    from synthset.manifest import load_manifest
-    from synthset.servers import require_reachable
+    from synthset.flows.generate import OBSERVERS, run_flow
+    from synthset.runners.ray import RaySettings
 
-    load_manifest(args.manifest)
-    require_reachable(args.tracking_uri)
     if not PREFECT_API_URL.value():
         print(
             "synthset: PREFECT_API_URL is not set; Prefect will use a temporary server "
             "(start one with `make servers`)",
             file=sys.stderr,
         )
-    bar = tqdm(total=None, unit="img", desc="generating", disable=args.quiet)
-
-    def advance(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    PROGRESS_LISTENERS.append(advance)
+    OBSERVERS.append(bar)
     try:
-        result = generate_dataset(
-            manifest_path=str(Path(args.manifest).resolve()),
-            datasets_root=args.datasets_root,
-            tracking_uri=args.tracking_uri,
-        )
+        return run_flow(manifest, args.runner, RaySettings(args.address), **options)
+    finally:
+        OBSERVERS.remove(bar)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from synthset.manifest import load_manifest
+    from synthset.servers import require_reachable
+
+    load_manifest(args.manifest)
+    require_reachable(args.tracking_uri)
+    if args.address and args.runner != "ray":
+        raise SynthsetError("--address is the Ray cluster's; use it with --runner ray")
+    bar = _Bar(args.quiet)
+    try:
+        result = _run(args, bar)
     except SynthsetError:
         raise
     except Exception as exc:
         return _fail(f"run failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
     finally:
-        PROGRESS_LISTENERS.remove(advance)
-        bar.close()
+        bar.bar.close()
     print(f"dataset:     {result['name']}")
     print(
         f"version:     v{result['version']}  ({result['images']} images, "
@@ -210,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of datasets (default: $SYNTHSET_DATASETS or ./datasets)",
     )
     p.add_argument("--tracking-uri", default=None)
+    p.add_argument(
+        "--runner",
+        choices=["prefect", "local", "ray"],
+        default="prefect",
+        help="prefect: a Prefect flow, shards one at a time in this process (default); "
+        "local: no Prefect; ray: a Prefect flow with shards on a Ray cluster",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="with --runner ray: the cluster's HOST:PORT or ray://HOST:PORT; "
+        "auto (default) for the cluster of this machine or a new local one",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("ls", parents=[tracking], help="list datasets, versions, digests, aliases")
     p.set_defaults(func=cmd_ls)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from synthset.generators.schedulers import make_scheduler
 from synthset.manifest import GenerationRequest, GeneratorConfig
 
 log = logging.getLogger(__name__)
+_LOADING = threading.Lock()
+"""Loads one model at a time: transformers' empty-weight initialisation is process-global."""
 
 
 @dataclass
@@ -86,6 +89,11 @@ _LOADERS = {
 @functools.lru_cache(maxsize=4)
 def load_pipeline(model: str, kind: str, scheduler: str | None, dtype: str, device: str) -> Any:
     """Load a diffusers pipeline once per process for each distinct (model, kind, ...) key."""
+    with _LOADING:
+        return _load(model, kind, scheduler, dtype, device)
+
+
+def _load(model: str, kind: str, scheduler: str | None, dtype: str, device: str) -> Any:
     import diffusers
 
     _quiet_libraries()
@@ -221,3 +229,8 @@ class ImageGenerator:
             kwargs["mask_image"] = [p.mask for p in batch]
         with torch.inference_mode():
             return list(self.pipe(**kwargs).images)
+
+
+def pipeline_loads() -> int:
+    """How many pipelines this process has loaded (a worker reusing its model stays at 1)."""
+    return load_pipeline.cache_info().misses

@@ -1,0 +1,1 @@
+"""Where a run's work happens: this process, Prefect tasks, or a Ray cluster through Prefect."""
