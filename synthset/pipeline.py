@@ -29,6 +29,7 @@ from synthset.generators.pipeline import pipeline_loads
 from synthset.generators.shard import ShardReport, generate_shard
 from synthset.manifest import GeneratorConfig, Manifest, load_manifest
 from synthset.plan import Plan, Shard, extend_plan, make_plan
+from synthset.storage.history import earlier_versions
 from synthset.storage.publish import PublishedVersion, publish
 from synthset.storage.versioning import last_version_number, record_version
 
@@ -163,12 +164,13 @@ class _Observers:
         return call
 
 
-def _prior(plan: Plan, notify: RunObserver) -> PriorVersions:
+def _prior(plan: Plan, tracking_uri: str | None, notify: RunObserver) -> PriorVersions:
     config = plan.manifest.curation
     if not config.enabled:
         return PriorVersions()
-    identity = scorer_for(config.clip).identity
-    prior = load_prior_versions(plan.layout, config.dedup.prior_versions, identity)
+    folders, unreadable = earlier_versions(plan.layout, config.dedup.prior_versions, tracking_uri)
+    prior = load_prior_versions(folders, scorer_for(config.clip).identity)
+    prior.skipped[:0] = unreadable
     for reason in prior.skipped:
         notify.prior_skipped(reason)
     return prior
@@ -284,7 +286,7 @@ def run_dataset(
     plan = make_plan(manifest, datasets_root)
     runner.check(plan)
     notify.planned(plan)
-    prior = _prior(plan, notify)
+    prior = _prior(plan, tracking_uri, notify)
     t = clock.add("plan", t0)
     rounds = _Rounds(runner, plan, notify, clock)
     curation, topups = rounds.run(prior)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -67,3 +69,62 @@ def test_the_library_call_needs_no_prefect_and_matches_the_flow(
     assert flow["digest"] == result.published.digest
     assert flow["version"] == result.published.version + 1
     assert Path(flow["path"]).parent == tmp_path / "b" / "lib-run"
+
+
+class _Warnings(RunObserver):
+    def __init__(self) -> None:
+        self.skipped: list[str] = []
+
+    def prior_skipped(self, reason: str) -> None:
+        self.skipped.append(reason)
+
+
+def _seeds(name: str, model: str, first: int, count: int, prompt: str = "a red seven") -> str:
+    return f"""
+dataset: {name}
+generator: {{model: {model}, steps: 2, device: cpu}}
+curation: {{attempt_budget: 1}}
+items: [{{prompt: "{prompt}", count: {count}, seed: {first}}}]
+"""
+
+
+def test_a_fresh_datasets_folder_dedups_against_the_registry(tracking_uri, tiny_model, tmp_path):
+    """The second manifest's prompt has a trailing space: another sample id, the same pixels
+    as v1's seed 2, so an exact duplicate of an image this folder has never held."""
+    first = run_dataset(
+        write_manifest(tmp_path, _seeds("lib-history", tiny_model, 1, 2), "one.yaml"),
+        LocalRunner(),
+        datasets_root=tmp_path / "machine-a",
+        tracking_uri=tracking_uri,
+    )
+    old = pd.read_parquet(first.published.path / "metadata.parquet").set_index("seed")
+    second = write_manifest(
+        tmp_path, _seeds("lib-history", tiny_model, 2, 1, "a red seven "), "two.yaml"
+    )
+
+    again = run_dataset(
+        second, LocalRunner(), datasets_root=tmp_path / "machine-b", tracking_uri=tracking_uri
+    )
+
+    rows = again.curation.rows
+    assert again.curation.prior_versions == [1] and again.published.images == 0
+    assert rows["dup_of"].tolist() == [old.loc[2, "sample_id"]]
+    assert rows["dup_version"].tolist() == [1] and rows["dup_tier"].tolist() == ["exact"]
+    assert not (tmp_path / "machine-b" / "lib-history" / "v1").exists()
+
+    run = MlflowClient(tracking_uri).get_run(first.mlflow_run_id)
+    shutil.rmtree(Path(run.info.artifact_uri.removeprefix("file://")))
+    shutil.rmtree(Path(os.environ["SYNTHSET_CACHE"]) / "history" / first.mlflow_run_id)
+    heard = _Warnings()
+
+    blind = run_dataset(
+        second,
+        LocalRunner(),
+        datasets_root=tmp_path / "machine-c",
+        tracking_uri=tracking_uri,
+        observers=[heard],
+    )
+
+    assert 1 not in blind.curation.prior_versions and blind.published.images == 1
+    unreadable = [w for w in heard.skipped if w.startswith("v1: cannot be read from the registry")]
+    assert len(unreadable) == 1 and unreadable[0] in blind.curation.prior_skipped

@@ -11,14 +11,15 @@ same sample id are ignored. Everything else that looks like an earlier image is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from synthset.curation.index import StoredIndex, load_index
-from synthset.storage.layout import DatasetLayout
 
 Which = Literal["all", "latest", "none"]
 
@@ -41,21 +42,23 @@ class PriorVersions:
         return sorted(set(self.hashes["version"]) | set(self.indexes))
 
 
+def select_versions(numbers: Sequence[int], which: Which) -> list[int]:
+    """The earlier versions a run dedups against: `all`, only the `latest`, or `none`."""
+    numbers = sorted(numbers)
+    return {"all": numbers, "latest": numbers[-1:], "none": []}[which]
+
+
 def load_prior_versions(
-    layout: DatasetLayout, which: Which, scorer: dict[str, Any] | None
+    folders: Mapping[int, Path], scorer: dict[str, Any] | None
 ) -> PriorVersions:
-    """Prior versions on disk (`all`, only the `latest` or `none`) as a `PriorVersions`."""
+    """Earlier versions, each a folder with its `metadata.parquet` (and `index/` when it was
+    curated), as a `PriorVersions`. Images are never read."""
     prior = PriorVersions()
-    numbers = layout.versions()
-    if which == "none" or not numbers:
-        return prior
-    if which == "latest":
-        numbers = numbers[-1:]
     frames = []
-    for version in numbers:
-        folder = layout.version_dir(version)
-        meta = folder / "metadata.parquet"
+    for version, folder in sorted(folders.items()):
+        meta = Path(folder) / "metadata.parquet"
         if not meta.is_file():
+            prior.skipped.append(f"v{version}: no metadata.parquet")
             continue
         present = set(pq.read_schema(meta).names)
         columns = [c for c in ("sample_id", "pixel_hash", "phash") if c in present]
@@ -64,7 +67,7 @@ def load_prior_versions(
             prior.skipped.append(f"v{version}: no pixel hashes or pHashes (published uncurated)")
         frame.insert(0, "version", version)
         frames.append(frame)
-        stored = load_index(folder)
+        stored = load_index(Path(folder))
         if stored is None:
             prior.skipped.append(f"v{version}: no semantic index")
         elif stored.info.get("scorer") != scorer:

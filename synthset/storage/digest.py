@@ -1,28 +1,58 @@
-"""The content digest of a dataset version: sha256 over sorted sample ids and image bytes."""
+"""The content digest of a dataset version: sha256 over its images and its metadata.
+
+Images: in sample-id order, each id and file length hashed before the file's bytes. Metadata:
+every column of `metadata.parquet` but the provenance ones (`created_at`), by column name,
+rows in sample-id order, values rendered as JSON (floats exactly), so a label, prompt or score
+edited in a pulled copy fails verification while row order and Parquet encoding do not matter.
+Scores are floats: the same run on other hardware or thread counts can differ in their last
+bits, and so does the digest.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 _CHUNK = 1 << 20
+PROVENANCE = ("created_at",)
+"""Metadata columns that record when, not what: left out of the digest."""
 
 
-def content_digest(folder: str | Path, files: Iterable[tuple[str, str]]) -> str:
-    """Digest of `(sample_id, file_name)` pairs whose files lie under `folder`.
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
-    Pairs are taken in sample-id order, so the digest does not depend on row order; each id
-    and each file's length is hashed before its bytes, so boundaries cannot shift.
-    """
+
+def _metadata_chunks(metadata: pd.DataFrame) -> Iterable[bytes]:
+    frame = metadata.drop(columns=[c for c in PROVENANCE if c in metadata])
+    frame = frame.sort_values("sample_id", kind="stable")
+    for column in sorted(frame.columns):
+        values = frame[column].tolist()
+        yield json.dumps([column, values], default=_plain, separators=(",", ":")).encode()
+
+
+def content_digest(folder: str | Path, metadata: pd.DataFrame) -> str:
+    """Digest of the images named by `metadata` (`sample_id`, `file_name`) under `folder`,
+    and of `metadata` itself."""
     folder = Path(folder)
     h = hashlib.sha256()
+    files = zip(metadata["sample_id"], metadata["file_name"], strict=True)
     for sample_id, file_name in sorted(files):
         path = folder / file_name
         h.update(sample_id.encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
         with path.open("rb") as f:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
+    for chunk in _metadata_chunks(metadata):
+        h.update(str(len(chunk)).encode() + b"\0" + chunk)
     return "sha256:" + h.hexdigest()
 
 
@@ -51,11 +81,6 @@ def tree_digest(folder: str | Path) -> str:
 def version_digest(folder: str | Path) -> str:
     """Recompute the digest of a version folder: from its `metadata.parquet` and images, or,
     for a tabular version, over all its files."""
-    import pyarrow.parquet as pq
-
     if is_table_version(folder):
         return tree_digest(folder)
-    table = pq.read_table(Path(folder) / "metadata.parquet", columns=["sample_id", "file_name"])
-    return content_digest(
-        folder, zip(table["sample_id"].to_pylist(), table["file_name"].to_pylist(), strict=True)
-    )
+    return content_digest(folder, pd.read_parquet(Path(folder) / "metadata.parquet"))

@@ -16,7 +16,7 @@ import yaml
 
 from synthset.manifest import Manifest
 from synthset.storage.card import dataset_card
-from synthset.storage.digest import content_digest
+from synthset.storage.digest import version_digest
 from synthset.storage.layout import DatasetLayout
 from synthset.storage.shards import read_shard_rows
 
@@ -162,7 +162,7 @@ def publish(
     """
     staging = layout.staging_dir(plan) / "version"
     kept, rejected = _assemble(staging, shards, manifest, curation)
-    digest = content_digest(staging, zip(kept["sample_id"], kept["file_name"], strict=True))
+    digest = version_digest(staging)
     version, target = rename_to_free_version(
         layout,
         staging,

@@ -12,6 +12,7 @@ from synthset.curation.curate import curate, load_pool
 from synthset.curation.prior import load_prior_versions
 from synthset.curation.score import score_shard
 from synthset.manifest import Manifest
+from synthset.storage.history import local_versions
 from synthset.storage.layout import DatasetLayout
 from synthset.storage.publish import publish
 from tests.curation.conftest import prompt_of, reasons, write_image_shard
@@ -40,7 +41,9 @@ def run(layout, name, scorer, config, images, prompts, ids):
     """Write, score and curate one shard against the versions on disk, then publish it."""
     folder = write_image_shard(layout.shard_dir(name, "s"), images, prompts, ids=ids)
     score_shard(folder, scorer, config)
-    prior = load_prior_versions(layout, config.dedup.prior_versions, scorer.identity)
+    prior = load_prior_versions(
+        local_versions(layout, config.dedup.prior_versions), scorer.identity
+    )
     curation = curate(load_pool([folder]), config, {0: len(images)}, {0: "digits"}, prior)
     manifest = Manifest.model_validate(
         {
@@ -91,12 +94,14 @@ def test_prior_versions_none_and_another_clip_model(tmp_path, scorer, distinct):
     curation, _ = run(layout, "p2", scorer, alone, images[:2], prompts[:2], ["n0", "n1"])
     assert reasons(curation) == {"n0": None, "n1": None}
 
-    other = load_prior_versions(layout, "all", {"model": "ViT-B-32", "pretrained": "openai"})
+    other = load_prior_versions(
+        local_versions(layout, "all"), {"model": "ViT-B-32", "pretrained": "openai"}
+    )
     assert other.indexes == {}
     assert other.skipped == [
         "v1: embeddings of another CLIP model",
         "v2: embeddings of another CLIP model",
     ]
     assert len(other.hashes) == 4
-    latest = load_prior_versions(layout, "latest", scorer.identity)
+    latest = load_prior_versions(local_versions(layout, "latest"), scorer.identity)
     assert list(latest.indexes) == [2] and set(latest.hashes["version"]) == {2}

@@ -133,7 +133,7 @@ def test_a_version_loads_with_hugging_face_imagefolder(tiny_model):
     assert ds[0]["image"].size == (32, 32)
 
 
-def test_digest_is_stable_and_covers_every_image_byte(tiny_model, tmp_path):
+def test_digest_is_stable_and_covers_every_image_byte_and_label(tiny_model, tmp_path):
     manifest, plan = plan_for("pub-digest", tiny_model)
     _, published = generate_and_publish(manifest, plan)
     folder = published.path
@@ -141,8 +141,14 @@ def test_digest_is_stable_and_covers_every_image_byte(tiny_model, tmp_path):
     assert published.digest.startswith("sha256:")
     assert version_digest(folder) == published.digest
     meta = pd.read_parquet(folder / "metadata.parquet")
-    pairs = list(zip(meta["sample_id"], meta["file_name"], strict=True))
-    assert content_digest(folder, reversed(pairs)) == published.digest
+    shuffled = meta.sample(frac=1.0, random_state=0)[meta.columns[::-1]]
+    assert content_digest(folder, shuffled) == published.digest
+    later = meta.assign(created_at=meta["created_at"] + pd.Timedelta(days=1))
+    assert content_digest(folder, later) == published.digest
+    for column, value in (("prompt", "a red eight"), ("seed", 99), ("guidance", 7.5000001)):
+        edited = meta.copy()
+        edited.loc[1, column] = value
+        assert content_digest(folder, edited) != published.digest, column
     copy = shutil.copytree(folder, tmp_path / "copy")
     assert version_digest(copy) == published.digest
 

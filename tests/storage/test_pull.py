@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -156,6 +157,17 @@ def test_a_tampered_local_cache_is_downloaded_again(tiny_model, tracking_uri, ca
     assert again.path == ds.path
     assert image.read_bytes() == original
     assert again.digest == published.digest
+
+
+def test_a_label_edited_in_a_pulled_copy_fails_verification(tiny_model, tracking_uri, tmp_path):
+    new_version("pull-label", tiny_model, tracking_uri)
+    ds = pull("pull-label", tracking_uri=tracking_uri, to=tmp_path / "copy")
+    meta = pd.read_parquet(ds.path / "metadata.parquet")
+    meta.loc[0, "prompt"] = "a red eight"
+    meta.to_parquet(ds.path / "metadata.parquet")
+
+    with pytest.raises(SynthsetError, match="does not hold pull-label@v1"):
+        pull("pull-label", tracking_uri=tracking_uri, to=tmp_path / "copy")
 
 
 def test_pull_into_an_unrelated_non_empty_folder_is_an_error(tiny_model, tracking_uri, tmp_path):
