@@ -32,7 +32,7 @@ def _text(name: str, model: str) -> str:
 dataset: {name}
 generator: {{model: {model}, steps: 2, batch_size: 4, device: cpu}}
 shard_size: 2
-curation: {{keep_top_fraction: 0.5}}
+curation: {{keep_top_fraction: 0.5, scorers: [{{kind: colourfulness}}]}}
 items:
   - {{prompt: a red seven, count: 3, seed: 1}}
   - {{prompt: a blue three, count: 2, seed: 9}}
@@ -60,6 +60,7 @@ def test_the_library_call_needs_no_prefect_and_matches_the_flow(
     assert len({o.model_loads for o in result.outcomes}) == 1
     meta = pd.read_parquet(result.published.path / "metadata.parquet")
     assert meta.groupby("item_index").size().to_dict() == {0: 3, 1: 2}
+    assert meta["colourfulness"].notna().all()
     run = MlflowClient(tracking_uri).get_run(result.mlflow_run_id)
     assert run.data.tags["synthset.digest"] == result.published.digest
     assert run.data.metrics["topup_rounds"] == result.topup_rounds

@@ -16,8 +16,37 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from synthset.curation.plugins import base as plugins
+
 TINY_CLIP = "synthset-tiny-clip"
+SCORE_COLUMNS = (
+    "clip_score",
+    "pixel_hash",
+    "phash",
+    "width",
+    "height",
+    "brightness",
+    "contrast",
+    "sharpness",
+    "entropy",
+    "blank",
+    "clip_tags",
+    "clip_tag_scores",
+)
+"""The columns scoring always adds; scorers named in the manifest add theirs."""
 _SCHEMAS = ("hf-hub:", "local-dir:")
+
+
+def _parsed(specs: Any, base: type) -> list[dict[str, Any]]:
+    if not isinstance(specs, list):
+        raise ValueError("expected a list of {kind: ..., option: value} entries")
+    parsed = []
+    for i, spec in enumerate(specs):
+        try:
+            parsed.append(plugins.parse(spec, base))
+        except ValueError as exc:
+            raise ValueError(f"entry {i}: {exc}") from None
+    return parsed
 
 
 def open_clip_architectures() -> list[str]:
@@ -132,6 +161,32 @@ class CurationConfig(BaseModel):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     tags: TaggingConfig = Field(default_factory=TaggingConfig)
     attempt_budget: float = Field(3.0, ge=1.0, le=100.0)
+    scorers: list[dict[str, Any]] = Field(default_factory=list)
+    filters: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("scorers", mode="before")
+    @classmethod
+    def _scorers(cls, specs: Any) -> list[dict[str, Any]]:
+        return _parsed(specs, plugins.Scorer)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filters(cls, specs: Any) -> list[dict[str, Any]]:
+        return _parsed(specs, plugins.Filter)
+
+    @model_validator(mode="after")
+    def _filters_read_what_is_scored(self) -> CurationConfig:
+        made = set(SCORE_COLUMNS)
+        for spec in self.scorers:
+            made |= set(plugins.scorer_class(spec).columns)
+        for spec in self.filters:
+            missing = [c for c in plugins.build_filter(spec).needs() if c not in made]
+            if missing:
+                raise ValueError(
+                    f"filter {spec['kind']!r} reads {missing[0]!r}, which no scorer makes; "
+                    f"scored columns: {', '.join(sorted(made))}"
+                )
+        return self
 
     def max_attempts(self, count: int) -> int:
         """How many images of an item with this `count` may be generated, top-ups included."""

@@ -7,6 +7,7 @@ rejects a row names its `reject_reason`:
 2. `unreadable`: the image file could not be decoded;
 3. `blank`: near-uniform image (contrast below `blank_contrast`), when `drop_blank`;
 4. `clip_below_threshold`: CLIP score below `min_clip_score`;
+4b. the manifest's `filters` in their order, each with its own reason (`synthset.curation.plugins`);
 5. `duplicate_of:<sample_id>`: exact ▸ perceptual ▸ semantic, each tier first against prior
    versions (their image stays, it is published), then within the run (the survivor is the
    one with the higher CLIP score, then the smaller sample id);
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthset.curation.config import CurationConfig
+from synthset.curation.config import SCORE_COLUMNS, CurationConfig
 from synthset.curation.dedup import (
     exact_survivors,
     greedy_survivors,
@@ -40,25 +41,12 @@ from synthset.curation.dedup import (
 from synthset.curation.filters import surplus, top_fraction
 from synthset.curation.index import Pairs, search_pairs
 from synthset.curation.metrics import item_table, summary
+from synthset.curation.plugins import base as plugins
 from synthset.curation.prior import PriorVersions
 from synthset.curation.score import read_scores, scored_by
 from synthset.curation.stats import phash_to_int
 from synthset.storage.shards import read_shard_rows
 
-SCORE_COLUMNS = (
-    "clip_score",
-    "pixel_hash",
-    "phash",
-    "width",
-    "height",
-    "brightness",
-    "contrast",
-    "sharpness",
-    "entropy",
-    "blank",
-    "clip_tags",
-    "clip_tag_scores",
-)
 DECISION_COLUMNS = ("reject_reason", "detail", "dup_of", "dup_tier", "dup_version")
 
 
@@ -303,6 +291,10 @@ def _semantic(
     )
 
 
+def _scorer_columns(config: CurationConfig) -> list[str]:
+    return [c for spec in config.scorers for c in plugins.scorer_class(spec).columns]
+
+
 def curate(
     pool: Pool,
     config: CurationConfig,
@@ -313,7 +305,7 @@ def curate(
     """Apply the rules of this module to `pool`; `counts` and `prompts` are per item index."""
     prior = prior or PriorVersions()
     rows = pool.rows.copy()
-    for column in SCORE_COLUMNS:
+    for column in (*SCORE_COLUMNS, *_scorer_columns(config)):
         if column not in rows:
             rows[column] = None
     if "decode_error" not in rows:
@@ -344,6 +336,11 @@ def curate(
             "clip_below_threshold",
             [f"clip score {s:.2f} < {config.min_clip_score:g}" for s in score[low]],
         )
+    for spec in config.filters:
+        check = plugins.build_filter(spec)
+        open_ = d.open()
+        mask, details = check.reject(rows.iloc[open_])
+        d.reject(open_[np.asarray(mask, dtype=bool)], check.reason, details)
     rank = rank_order(score, ids)
     if config.dedup.exact:
         _exact(d, rows, rank, prior)

@@ -24,6 +24,8 @@ from PIL import Image
 
 from synthset.curation.clip import ClipScorer
 from synthset.curation.config import CurationConfig
+from synthset.curation.plugins import base as plugins
+from synthset.curation.plugins.base import ImageBatch
 from synthset.curation.stats import STAT_COLUMNS, image_stats, phash, pixel_hash
 from synthset.curation.tagging import ZeroShotTagger
 from synthset.storage.shards import read_shard_rows
@@ -44,8 +46,38 @@ class ScoreReport:
 
 
 def scorer_identity(scorer: ClipScorer, config: CurationConfig) -> dict[str, Any]:
-    """Everything that changes the score columns: the CLIP weights and the tag settings."""
-    return {"clip": scorer.identity, "tags": config.tags.model_dump()}
+    """Everything that changes the score columns: the CLIP weights, the tag settings and the
+    manifest's scorers."""
+    identity = {"clip": scorer.identity, "tags": config.tags.model_dump()}
+    if config.scorers:
+        identity["scorers"] = [plugins.scorer(spec).identity() for spec in config.scorers]
+    return identity
+
+
+def _plugin_scores(
+    config: CurationConfig, images: list[Image.Image], prompts: list[str], embeddings: np.ndarray
+) -> dict[str, list[Any]]:
+    """The manifest's scorers over the decoded images, in batches of the CLIP batch size."""
+    out: dict[str, list[Any]] = {}
+    size = config.clip.batch_size
+    for spec in config.scorers:
+        scorer = plugins.scorer(spec)
+        for start in range(0, len(images), size):
+            batch = ImageBatch(
+                images[start : start + size],
+                prompts[start : start + size],
+                embeddings[start : start + size],
+            )
+            got = scorer.score(batch)
+            for column in scorer.columns:
+                values = list(got[column])
+                if len(values) != len(batch.images):
+                    raise ValueError(
+                        f"scorer {spec['kind']!r} gave {len(values)} values of {column!r} "
+                        f"for {len(batch.images)} images"
+                    )
+                out.setdefault(column, []).extend(values)
+    return out
 
 
 def scored_by(folder: Path) -> dict[str, Any] | None:
@@ -109,6 +141,7 @@ def _score_rows(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     batch = _Batch(scorer, config.clip.batch_size)
     records: list[dict[str, Any]] = []
+    decoded: dict[int, Image.Image] = {}
     for position, (sample_id, file_name) in enumerate(
         zip(rows["sample_id"], rows["file_name"], strict=True)
     ):
@@ -121,6 +154,8 @@ def _score_rows(
             record |= {"pixel_hash": pixel_hash(image), "phash": phash(image)}
             record |= image_stats(image, config.blank_contrast)
             batch.add(position, image)
+            if config.scorers:
+                decoded[position] = image
         records.append(record)
     batch.flush()
     for position, error in batch.errors.items():
@@ -148,6 +183,14 @@ def _score_rows(
     frame["clip_score"] = clip_score
     frame["clip_tags"] = tag_words
     frame["clip_tag_scores"] = tag_scores
+    if config.scorers:
+        prompts = rows["prompt"].to_numpy()[readable].tolist()
+        images = [decoded[p] for p in readable]
+        for column, values in _plugin_scores(config, images, prompts, embeddings[readable]).items():
+            full: list[Any] = [None] * len(frame)
+            for position, value in zip(readable, values, strict=True):
+                full[position] = value
+            frame[column] = full
     return frame, embeddings
 
 
