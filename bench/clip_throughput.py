@@ -58,7 +58,7 @@ def shard_loop(scorer: ClipScorer, images: list[Image.Image], prompts: list[str]
     from synthset.curation.score import score_shard
     from synthset.generators.pipeline import GenerationResult
     from synthset.manifest import GenerationRequest
-    from synthset.storage.shards import write_shard
+    from synthset.shards import write_shard
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "shard"

@@ -32,11 +32,21 @@ from synthset.curation.config import (
     is_path_like,
 )
 from synthset.errors import ManifestError
-from synthset.generators.schedulers import SCHEDULERS
 
 DEFAULT_MODEL = "synthset/tiny-digits"
 ITEM_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
 _SEED_SPACE = 2**31
+
+
+SCHEDULERS: dict[str, str] = {
+    "ddpm": "DDPMScheduler",
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpmpp": "DPMSolverMultistepScheduler",
+}
+"""Scheduler names a manifest may use, and the diffusers classes they stand for."""
 
 
 class GeneratorConfig(BaseModel):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from synthset.layout import DatasetLayout, datasets_root
 from synthset.manifest import GenerationRequest, Manifest, expand, plan_digest
-from synthset.storage.layout import DatasetLayout, datasets_root
-from synthset.storage.shards import request_row, shard_id, shard_is_done
+from synthset.shards import request_row, shard_id, shard_is_done
 
 
 @dataclass(frozen=True)

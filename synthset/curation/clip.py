@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from synthset.curation.config import ClipConfig
+from synthset.devices import resolve_device
 from synthset.errors import SynthsetError
-from synthset.generators.pipeline import resolve_device
 
 log = logging.getLogger(__name__)
 

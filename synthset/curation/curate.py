@@ -45,7 +45,7 @@ from synthset.curation.plugins import base as plugins
 from synthset.curation.prior import PriorVersions
 from synthset.curation.score import read_scores, scored_by
 from synthset.curation.stats import phash_to_int
-from synthset.storage.shards import read_shard_rows
+from synthset.shards import read_shard_rows
 
 DECISION_COLUMNS = ("reject_reason", "detail", "dup_of", "dup_tier", "dup_version")
 

@@ -12,7 +12,6 @@ scored by the same scorer is skipped on a resumed run.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from synthset.atomic import atomic_path
 from synthset.curation.clip import ClipScorer
 from synthset.curation.config import CurationConfig
 from synthset.curation.plugins import base as plugins
 from synthset.curation.plugins.base import ImageBatch
 from synthset.curation.stats import STAT_COLUMNS, image_stats, phash, pixel_hash
 from synthset.curation.tagging import ZeroShotTagger
-from synthset.storage.shards import read_shard_rows
+from synthset.shards import read_shard_rows
 
 SCORES = "scores.parquet"
 EMBEDDINGS = "embeddings.npy"
@@ -210,17 +210,14 @@ def score_shard(folder: Path, scorer: ClipScorer, config: CurationConfig) -> Sco
     rows = read_shard_rows(folder)
     rows = rows[rows["status"] == "ok"].reset_index(drop=True)
     frame, embeddings = _score_rows(folder, rows, scorer, config)
-    tmp = folder / f".{EMBEDDINGS}.tmp-{os.getpid()}"
-    with tmp.open("wb") as f:
+    with atomic_path(folder / EMBEDDINGS) as tmp, tmp.open("wb") as f:
         np.save(f, embeddings.astype(np.float16))
-    os.replace(tmp, folder / EMBEDDINGS)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), _SCORER_KEY: json.dumps(identity, sort_keys=True)}
     )
-    tmp = folder / f".{SCORES}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, folder / SCORES)
+    with atomic_path(folder / SCORES) as tmp:
+        pq.write_table(table, tmp)
     unreadable = int(frame["decode_error"].notna().sum())
     return ScoreReport(len(frame) - unreadable, unreadable, time.perf_counter() - start)
 

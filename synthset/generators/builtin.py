@@ -9,13 +9,12 @@ cache folder and then loaded with `from_pretrained(folder)` like any downloaded 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from synthset.atomic import atomic_path
 from synthset.generators.tiny import save_tiny_sd_pipeline
+from synthset.layout import cache_dir
 
 BUILTIN_MODELS: dict[str, Callable[[Path], Path]] = {
     "synthset/tiny-random": save_tiny_sd_pipeline,
@@ -23,11 +22,6 @@ BUILTIN_MODELS: dict[str, Callable[[Path], Path]] = {
 PACKAGED_MODELS: dict[str, Path] = {
     "synthset/tiny-digits": Path(__file__).parents[1] / "models" / "weights" / "tiny-digits",
 }
-
-
-def cache_dir() -> Path:
-    """Where built-in models are kept: `$SYNTHSET_CACHE`, else `~/.cache/synthset`."""
-    return Path(os.environ.get("SYNTHSET_CACHE", Path.home() / ".cache" / "synthset"))
 
 
 def resolve_model(name: str) -> str:
@@ -39,14 +33,6 @@ def resolve_model(name: str) -> str:
         return name
     folder = cache_dir() / "models" / name.replace("/", "--")
     if not (folder / "model_index.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".build-"))
-        try:
+        with atomic_path(folder, folder=True, keep_existing=True) as tmp:
             build(tmp)
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "model_index.json").is_file():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)

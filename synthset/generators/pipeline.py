@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from synthset.devices import resolve_device, resolve_dtype
 from synthset.errors import SynthsetError
 from synthset.generators.builtin import resolve_model
 from synthset.generators.schedulers import make_scheduler
@@ -43,30 +44,6 @@ class _Prepared:
     request: GenerationRequest
     image: Image.Image | None
     mask: Image.Image | None
-
-
-def resolve_device(device: str, field: str = "generator.device") -> str:
-    """`auto` is CUDA when a GPU is visible, else CPU; `field` names the setting in errors."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SynthsetError(
-            f"{field} is {device!r} but no CUDA device is visible; use 'auto' or 'cpu'"
-        )
-    return device
-
-
-def resolve_dtype(dtype: str, device: str) -> Any:
-    """`auto` is bfloat16 (or float16 where bf16 is unsupported) on CUDA, float32 elsewhere."""
-    import torch
-
-    if dtype == "auto":
-        if not device.startswith("cuda"):
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return getattr(torch, dtype)
 
 
 def _quiet_libraries() -> None:

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEDULERS: dict[str, str] = {
-    "ddpm": "DDPMScheduler",
-    "ddim": "DDIMScheduler",
-    "pndm": "PNDMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler_a": "EulerAncestralDiscreteScheduler",
-    "dpmpp": "DPMSolverMultistepScheduler",
-}
+from synthset.manifest import SCHEDULERS
 
 
 def make_scheduler(name: str, config: Any, names: dict[str, str] = SCHEDULERS) -> Any:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from synthset.generators.pipeline import ImageGenerator
 from synthset.manifest import GeneratorConfig
 from synthset.plan import Shard
-from synthset.storage.shards import write_shard
+from synthset.shards import write_shard
 
 
 class ShardFailed(RuntimeError):

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from synthset.layout import DatasetLayout
 from synthset.storage.digest import TABLE_FILE, tree_digest
-from synthset.storage.layout import DatasetLayout
 from synthset.storage.publish import PublishedVersion, rename_to_free_version
 from synthset.storage.versioning import TAG_DATASET, _client, _experiment, record_run
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from synthset.layout import DatasetLayout, datasets_root
 from synthset.privacy.audit import AuditResult, audit
 from synthset.privacy.config import TabularConfig
 from synthset.privacy.errors import ReleaseBlocked
@@ -24,7 +25,6 @@ from synthset.privacy.gate import GateResult, evaluate
 from synthset.privacy.report import build_report, privacy_statement, write_report
 from synthset.privacy.schema import Table, load_table, split_holdout
 from synthset.privacy.synthesizer import TabularSynthesizer
-from synthset.storage.layout import DatasetLayout, datasets_root
 
 
 @dataclass

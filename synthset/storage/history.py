@@ -8,15 +8,12 @@ cannot be fetched is named in the result, so that the run says it did not dedup 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from synthset.atomic import atomic_path
 from synthset.curation.prior import Which, select_versions
 from synthset.errors import DatasetNotFound
-from synthset.generators.builtin import cache_dir
-from synthset.storage.layout import DatasetLayout
+from synthset.layout import DatasetLayout, cache_dir
 from synthset.storage.versioning import ARTIFACT_PATH, VersionInfo, _client, list_versions
 
 FETCHED = ("metadata.parquet", "index")
@@ -31,9 +28,7 @@ def _fetch(info: VersionInfo, tracking_uri: str | None) -> Path:
     dest = cache_dir() / "history" / info.run_id
     if (dest / "metadata.parquet").is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{info.run_id}-"))
-    try:
+    with atomic_path(dest, folder=True, keep_existing=True) as tmp:
         client = _client(tracking_uri)
         present = {Path(a.path).name for a in client.list_artifacts(info.run_id, ARTIFACT_PATH)}
         if "metadata.parquet" not in present:
@@ -41,9 +36,6 @@ def _fetch(info: VersionInfo, tracking_uri: str | None) -> Path:
         for name in FETCHED:
             if name in present:
                 client.download_artifacts(info.run_id, f"{ARTIFACT_PATH}/{name}", str(tmp))
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from synthset.layout import DatasetLayout
 from synthset.manifest import Manifest
+from synthset.shards import read_shard_rows
 from synthset.storage.card import dataset_card
 from synthset.storage.digest import version_digest
-from synthset.storage.layout import DatasetLayout
-from synthset.storage.shards import read_shard_rows
 
 if TYPE_CHECKING:
     from synthset.curation.curate import Curation

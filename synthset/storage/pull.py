@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from synthset.atomic import atomic_path
 from synthset.errors import DigestMismatch, SynthsetError
-from synthset.generators.builtin import cache_dir
+from synthset.layout import cache_dir
 from synthset.storage.digest import TABLE_FILE, is_table_version, version_digest
+from synthset.storage.transfer import unpack
 from synthset.storage.versioning import ARTIFACT_PATH, VersionInfo, _client, resolve_version
 
 
@@ -119,21 +120,18 @@ def _is_verified(folder: Path, digest: str) -> bool:
 
 def _download(info: VersionInfo, dest: Path, tracking_uri: str | None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.pull-"))
-    try:
+    with atomic_path(dest, folder=True) as tmp:
         _client(tracking_uri).download_artifacts(info.run_id, ARTIFACT_PATH, str(tmp))
-        got = version_digest(tmp / ARTIFACT_PATH)
+        for child in (tmp / ARTIFACT_PATH).iterdir():
+            os.replace(child, tmp / child.name)
+        (tmp / ARTIFACT_PATH).rmdir()
+        unpack(tmp)
+        got = version_digest(tmp)
         if got != info.digest:
             raise DigestMismatch(
                 f"{info.name}@v{info.version}: downloaded files hash to {got}, "
                 f"but the version's digest is {info.digest}; nothing was kept"
             )
-        if dest.exists():
-            dest.rmdir()
-        os.rename(tmp / ARTIFACT_PATH, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def pull(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ import pandas as pd
 from synthset.errors import DatasetNotFound, SynthsetError
 from synthset.manifest import Manifest, plan_digest
 from synthset.storage.publish import PublishedVersion
+from synthset.storage.transfer import IMAGES, SHARDS, pack
 
 EXPERIMENT_PREFIX = "synthset/"
 ARTIFACT_PATH = "dataset"
@@ -214,15 +216,19 @@ def _log_manifest_input(
 
 
 def _upload_folder(client: Any, run_id: str, folder: Path, workers: int = 8) -> None:
-    """Upload a version folder as the run's `dataset/` artifacts, many files at a time.
-
-    MLflow's own `log_artifacts` sends one file after another, which for a dataset of many
-    small images is dominated by request latency.
-    """
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    targets = [posixpath.join(ARTIFACT_PATH, *p.relative_to(folder).parent.parts) for p in files]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda f, t: client.log_artifact(run_id, str(f), t), files, targets))
+    """Upload a version folder as the run's `dataset/` artifacts: its images as a few tar
+    shards under `dataset/shards/` (`synthset.storage.transfer`), every other file as itself,
+    several at a time (MLflow's `log_artifacts` sends one file after another)."""
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-upload-") as tmp:
+        shards = pack(folder, Path(tmp))
+        files = [p for p in folder.rglob("*") if p.is_file() and p.parent != folder / IMAGES]
+        targets = [
+            posixpath.join(ARTIFACT_PATH, *p.relative_to(folder).parent.parts) for p in files
+        ]
+        files += shards
+        targets += [posixpath.join(ARTIFACT_PATH, SHARDS)] * len(shards)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda f, t: client.log_artifact(run_id, str(f), t), files, targets))
 
 
 def record_run(

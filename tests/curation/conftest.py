@@ -16,7 +16,7 @@ from synthset.curation.prior import PriorVersions
 from synthset.curation.score import score_shard
 from synthset.generators.pipeline import GenerationResult
 from synthset.manifest import GenerationRequest
-from synthset.storage.shards import write_shard
+from synthset.shards import write_shard
 
 
 @pytest.fixture(scope="session")

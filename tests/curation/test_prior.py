@@ -11,9 +11,9 @@ from synthset.curation.config import CurationConfig
 from synthset.curation.curate import curate, load_pool
 from synthset.curation.prior import load_prior_versions
 from synthset.curation.score import score_shard
+from synthset.layout import DatasetLayout
 from synthset.manifest import Manifest
 from synthset.storage.history import local_versions
-from synthset.storage.layout import DatasetLayout
 from synthset.storage.publish import publish
 from tests.curation.conftest import prompt_of, reasons, write_image_shard
 

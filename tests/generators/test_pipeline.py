@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from synthset.devices import resolve_device
 from synthset.errors import SynthsetError
-from synthset.generators.pipeline import ImageGenerator, load_pipeline, resolve_device
+from synthset.generators.pipeline import ImageGenerator, load_pipeline
 from synthset.generators.schedulers import SCHEDULERS
 from synthset.manifest import GenerationRequest, GeneratorConfig
 

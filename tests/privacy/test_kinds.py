@@ -58,18 +58,20 @@ def kinds_frame(visit_dtype: str, rows: int = ROWS, seed: int = 0) -> pd.DataFra
     )
 
 
-def fit_sample(frame: pd.DataFrame, private: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def fit_sample(
+    frame: pd.DataFrame, private: bool
+) -> tuple[pd.DataFrame, pd.DataFrame, TabularSynthesizer]:
     table = prepare_table(frame, "kinds.csv")
     settings = {"epsilon": 10.0, "steps": 30, "dp_draws": 1} if private else TINY | {"steps": 600}
     model = TabularSynthesizer(**settings).fit(table.frame, table.schema)
-    return table.frame, model.sample(ROWS, seed=0)
+    return table.frame, model.sample(ROWS, seed=0), model
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("private", [False, True], ids=["plain", "dp"])
 @pytest.mark.parametrize("visit_dtype", DATETIMES)
 def test_every_kind_survives_fit_and_sample(visit_dtype, private):
-    real, synthetic = fit_sample(kinds_frame(visit_dtype), private)
+    real, synthetic, model = fit_sample(kinds_frame(visit_dtype), private)
     tolerance = 0.04
     for name in real.columns:
         r, s = real[name], synthetic[name]
@@ -83,9 +85,12 @@ def test_every_kind_survives_fit_and_sample(visit_dtype, private):
     assert visit.max() <= real["visit"].max() + span
     shift = abs(visit.quantile(0.5) - real["visit"].quantile(0.5))
     assert shift < pd.Timedelta(days=270), "a tiny model; under DP, 10 bins of 6 months"
-    slack = 0.25 * (real["age"].max() - real["age"].min()) if private else 0
-    assert real["age"].min() - slack <= synthetic["age"].min()
-    assert synthetic["age"].max() <= real["age"].max() + slack
+    age = model.encoder.stats["age"]
+    rounding = 0.5
+    assert age.lower - rounding <= synthetic["age"].min()
+    assert synthetic["age"].max() <= age.upper + rounding
+    width = real["age"].max() - real["age"].min() if private else 0
+    assert real["age"].min() - width <= age.lower and age.upper <= real["age"].max() + width
     assert pd.api.types.is_bool_dtype(synthetic["hiv"])
     for name in ("site", "smoker", "hiv"):
         shares = real[name].value_counts(normalize=True)

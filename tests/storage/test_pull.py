@@ -1,6 +1,8 @@
 """Pulling a version from the MLflow store: verified by digest, handed to pandas/torch/HF."""
 
+import io
 import shutil
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -132,10 +134,13 @@ def test_a_verified_local_copy_is_reused(tiny_model, tracking_uri, tmp_path, cac
 
 def test_a_tampered_artifact_is_refused_and_nothing_is_kept(tiny_model, tracking_uri, tmp_path):
     new_version("pull-tampered", tiny_model, tracking_uri)
-    image = next((artifact_folder(tracking_uri, "pull-tampered") / "images").iterdir())
-    data = bytearray(image.read_bytes())
-    data[-20] ^= 0xFF
-    image.write_bytes(bytes(data))
+    (shard,) = (artifact_folder(tracking_uri, "pull-tampered") / "shards").iterdir()
+    with tarfile.open(shard) as tar:
+        members = [(m, bytearray(tar.extractfile(m).read())) for m in tar.getmembers()]
+    members[0][1][-20] ^= 0xFF
+    with tarfile.open(shard, "w") as tar:
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(bytes(data)))
     target = tmp_path / "out" / "ds"
 
     with pytest.raises(DigestMismatch, match="pull-tampered@v1: downloaded files hash to"):

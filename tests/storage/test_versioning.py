@@ -1,5 +1,7 @@
 """Dataset versions as MLflow runs in a real SQLite tracking store: record, list, aliases."""
 
+import tarfile
+
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -39,7 +41,7 @@ def new_version(name, model, uri, seed=1, count=2):
 
 
 def test_a_version_is_a_finished_run_with_tags_params_metrics_input_and_artifacts(
-    tiny_model, tracking_uri
+    tiny_model, tracking_uri, tmp_path
 ):
     manifest, published, run_id = new_version("ver-run", tiny_model, tracking_uri, count=3)
     client = MlflowClient(tracking_uri)
@@ -68,13 +70,15 @@ def test_a_version_is_a_finished_run_with_tags_params_metrics_input_and_artifact
     top = {a.path for a in client.list_artifacts(run_id, "dataset")}
     assert top == {
         "dataset/README.md",
-        "dataset/images",
+        "dataset/shards",
         "dataset/manifest.yaml",
         "dataset/metadata.parquet",
         "dataset/rejected.parquet",
     }
-    images = client.list_artifacts(run_id, "dataset/images")
-    assert len(images) == 3
+    (shard,) = client.list_artifacts(run_id, "dataset/shards")
+    assert shard.path == "dataset/shards/images-00000.tar"
+    with tarfile.open(client.download_artifacts(run_id, shard.path, str(tmp_path))) as tar:
+        assert len(tar.getnames()) == 3 and all(n.startswith("images/") for n in tar.getnames())
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "synthset/ver-run"
 

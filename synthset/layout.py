@@ -18,6 +18,12 @@ from pathlib import Path
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
+def cache_dir() -> Path:
+    """Built-in models, pulled versions, earlier versions' indexes: `$SYNTHSET_CACHE`, else
+    `~/.cache/synthset`."""
+    return Path(os.environ.get("SYNTHSET_CACHE", Path.home() / ".cache" / "synthset"))
+
+
 def datasets_root() -> Path:
     """The datasets folder: `$SYNTHSET_DATASETS`, else `./datasets`."""
     return Path(os.environ.get("SYNTHSET_DATASETS", "datasets")).resolve()

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from synthset.generators.pipeline import GenerationResult
+from synthset.atomic import atomic_path
 from synthset.manifest import GenerationRequest
+
+if TYPE_CHECKING:
+    from synthset.generators.pipeline import GenerationResult
 
 MARKER = "_DONE"
 ROWS = "rows.parquet"
@@ -55,30 +56,27 @@ def write_shard(folder: Path, results: Sequence[GenerationResult], settings: dic
 
     `settings` are columns shared by every row (model, scheduler, steps, ...).
     """
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
     now = datetime.now(UTC)
     rows = []
-    for res in results:
-        file_name = None
-        if res.image is not None:
-            file_name = f"images/{res.request.sample_id}.png"
-            res.image.save(tmp / file_name, format="PNG")
-        rows.append(
-            {
-                **request_row(res.request),
-                "file_name": file_name,
-                **settings,
-                "created_at": now,
-                "status": "ok" if res.error is None else "error",
-                "error": res.error,
-            }
-        )
-    pd.DataFrame(rows).to_parquet(tmp / ROWS, index=False)
-    (tmp / MARKER).touch()
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with atomic_path(folder, folder=True) as tmp:
+        (tmp / "images").mkdir()
+        for res in results:
+            file_name = None
+            if res.image is not None:
+                file_name = f"images/{res.request.sample_id}.png"
+                res.image.save(tmp / file_name, format="PNG")
+            rows.append(
+                {
+                    **request_row(res.request),
+                    "file_name": file_name,
+                    **settings,
+                    "created_at": now,
+                    "status": "ok" if res.error is None else "error",
+                    "error": res.error,
+                }
+            )
+        pd.DataFrame(rows).to_parquet(tmp / ROWS, index=False)
+        (tmp / MARKER).touch()
     return sum(r.image is not None for r in results)
 
 
