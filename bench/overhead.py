@@ -1,12 +1,13 @@
 """Orchestration overhead of `synthset run` against a plain diffusers loop, measured in one run.
 
-Both sides are whole commands in fresh processes (imports, model load, generation): the plain
-loop loads the same pipeline with `DiffusionPipeline.from_pretrained`, sets the same scheduler
-and generates the same prompts with the same per-image seeds and batch size; `synthset run`
+Both sides are whole commands in fresh processes (imports, model load, generation, output):
+the plain loop loads the same pipeline with `DiffusionPipeline.from_pretrained`, sets the same
+scheduler, generates the same prompts with the same per-image seeds and batch size, and writes
+every image as a PNG and a `metadata.parquet` (what any useful loop must do); `synthset run`
 additionally plans, writes shards, publishes the version and records it in MLflow, against the
 Prefect and MLflow servers of `make servers`. Curation is switched off: it scores the images
 and may top up counts with more generations, work the plain loop does not do. Prints both wall
-times and their ratio (target: ≤ 1.10 at N=256 on the default model at its default settings).
+times and their ratio (target: ≤ 1.10 at N=1,024 on the default model at its default settings).
 
     python bench/overhead.py [--images 256] [--steps 12] [--guidance 4] [--repeats 1]
 """
@@ -44,6 +45,8 @@ PROMPTS = [
 
 PLAIN_LOOP = r"""
 import json, sys, time
+from pathlib import Path
+import pandas as pd
 import torch
 from diffusers import DiffusionPipeline
 from synthset.generators.builtin import resolve_model
@@ -55,6 +58,9 @@ if spec["scheduler"]:
     pipe.scheduler = make_scheduler(spec["scheduler"], pipe.scheduler.config)
 pipe.set_progress_bar_config(disable=True)
 reqs, bs, n = spec["requests"], spec["batch_size"], 0
+out_dir = Path(spec["out"])
+(out_dir / "images").mkdir(parents=True)
+rows = []
 for i in range(0, len(reqs), bs):
     batch = reqs[i:i + bs]
     with torch.inference_mode():
@@ -62,7 +68,12 @@ for i in range(0, len(reqs), bs):
                    generator=[torch.Generator("cpu").manual_seed(r["seed"]) for r in batch],
                    num_inference_steps=spec["steps"], guidance_scale=spec["guidance"],
                    output_type="pil").images
-    n += len(out)
+    for r, image in zip(batch, out):
+        name = f"images/{n:08d}.png"
+        image.save(out_dir / name)
+        rows.append({**r, "file_name": name})
+        n += 1
+pd.DataFrame(rows).to_parquet(out_dir / "metadata.parquet")
 print(n)
 """
 
@@ -139,6 +150,7 @@ def main() -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         plain, synthset_run = [], []
         for repeat in range(args.repeats):
+            spec["out"] = str(folder / f"plain-{repeat}")
             plain.append(_timed([sys.executable, "-c", PLAIN_LOOP, json.dumps(spec)], env))
             run_env = {**env, "SYNTHSET_DATASETS": str(folder / f"datasets-{repeat}")}
             synthset_run.append(

@@ -129,3 +129,5 @@ def test_a_fresh_datasets_folder_dedups_against_the_registry(tracking_uri, tiny_
     assert 1 not in blind.curation.prior_versions and blind.published.images == 1
     unreadable = [w for w in heard.skipped if w.startswith("v1: cannot be read from the registry")]
     assert len(unreadable) == 1 and unreadable[0] in blind.curation.prior_skipped
+    card = (blind.published.path / "README.md").read_text()
+    assert "**not deduplicated against** v1: cannot be read from the registry" in card

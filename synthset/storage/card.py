@@ -27,6 +27,8 @@ def _curation_lines(curation: Curation) -> list[str]:
         lines.append(
             "- deduplicated against " + ", ".join(f"v{v}" for v in curation.prior_versions)
         )
+    unread = [s for s in curation.prior_skipped if "cannot be read" in s]
+    lines += [f"- **not deduplicated against** {s}" for s in unread]
     lines.append(
         "- files: `curation.json` (per-item table), `index/` (FAISS index, id map, float16 "
         "CLIP embeddings)"
