@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class SynthsetError(Exception):
     """Base class of every error that is the user's to fix; the CLI prints it and exits 2."""
@@ -31,3 +37,33 @@ class DatasetNotFound(SynthsetError):
 
 class DigestMismatch(SynthsetError):
     """Downloaded files do not hash to the digest recorded for the version."""
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """`("items", 2, "prompt")` → `items[2].prompt`."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def describe_validation(
+    exc: ValidationError, allowed: Callable[[tuple[Any, ...]], Sequence[str]] | None = None
+) -> tuple[list[str | int], str]:
+    """The first problem of a pydantic error as (location, one-line message): the one formatter
+    behind every config error. `allowed(loc)` names the fields of the model at `loc`, so an
+    unknown field lists what is allowed."""
+    errors = exc.errors()
+    error = errors[0]
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        names = list(allowed(tuple(error["loc"][:-1]))) if allowed else []
+        message = f"unknown field; allowed: {', '.join(names)}" if names else "unknown field"
+    else:
+        message = message.removeprefix("Value error, ")
+        if error["type"] != "missing" and not isinstance(error.get("input"), dict | list):
+            message += f" (got {repr(error.get('input'))[:60]})"
+    if len(errors) > 1:
+        more = len(errors) - 1
+        message += f" (and {more} more problem{'s' * (more > 1)})"
+    return list(error["loc"]), message

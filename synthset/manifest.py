@@ -31,7 +31,7 @@ from synthset.curation.config import (
     TaggingConfig,
     is_path_like,
 )
-from synthset.errors import ManifestError
+from synthset.errors import ManifestError, describe_validation, format_loc
 
 DEFAULT_MODEL = "synthset/tiny-digits"
 ITEM_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -186,39 +186,18 @@ def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
     return _MODELS_AT.get(key)
 
 
-def _describe(error: dict[str, Any], at: tuple[str, ...] = ()) -> str:
-    message = error["msg"]
-    if error["type"] == "extra_forbidden":
-        owner = _model_at((*at, *error["loc"][:-1]))
-        allowed = ", ".join(owner.model_fields) if owner else ""
-        return f"unknown field; allowed: {allowed}" if allowed else "unknown field"
-    if error["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
-    if error["type"] != "missing" and not isinstance(error.get("input"), dict | list):
-        shown = repr(error.get("input"))
-        message += f" (got {shown[:60]})"
-    return message
-
-
-def _format_loc(loc: Sequence[str | int]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _raise_validation(
     file: str, exc: ValidationError, where: str | None = None, at: tuple[str, ...] = ()
 ) -> None:
     """Raise the first error of `exc`; `at` is where the validated model sits in a manifest."""
-    error = exc.errors()[0]
-    loc = list(error["loc"])
+
+    def allowed(loc: tuple[Any, ...]) -> list[str]:
+        owner = _model_at((*at, *loc))
+        return list(owner.model_fields) if owner else []
+
+    loc, message = describe_validation(exc, allowed)
     field = str(loc.pop()) if loc and not isinstance(loc[-1], int) else None
-    parts = [p for p in (where, _format_loc(loc)) if p]
-    more = len(exc.errors()) - 1
-    message = _describe(error, at)
-    if more:
-        message += f" (and {more} more problem{'s' * (more > 1)})"
+    parts = [p for p in (where, format_loc(loc)) if p]
     raise ManifestError(file, message, where=", ".join(parts) or None, field=field) from None
 
 

@@ -103,7 +103,7 @@ def test_built_in_and_newcomer_plugins_score_and_reject_with_reasons(scorer, tmp
         ("scorers: [{kind: nope}]", "entry 0: unknown kind 'nope'; known: colourfulness"),
         ("filters: [{kind: range, column: contrast}]", "give min, max or both"),
         ("scorers: [{kind: 'os:path'}]", "'os:path' is not a Scorer subclass"),
-        ("scorers: [{kind: colourfulness, weights: x}]", "colourfulness: weights: Extra"),
+        ("scorers: [{kind: colourfulness, weights: x}]", "colourfulness: weights: unknown field"),
     ],
 )
 def test_a_bad_plugin_entry_is_one_line_naming_it(curation, message, capsys):

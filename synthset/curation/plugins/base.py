@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from synthset.errors import describe_validation, format_loc
+
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -114,9 +116,8 @@ def parse(spec: Any, base: type[Scorer] | type[Filter]) -> dict[str, Any]:
     try:
         parsed = cls.Options.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "options"
-        raise ValueError(f"{spec['kind']}: {where}: {first['msg']}") from None
+        loc, message = describe_validation(exc, lambda _: list(cls.Options.model_fields))
+        raise ValueError(f"{spec['kind']}: {format_loc(loc) or 'options'}: {message}") from None
     return {"kind": spec["kind"], **parsed.model_dump(mode="json")}
 
 
