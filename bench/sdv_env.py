@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from synthset.privacy.schema import ColumnSpec, TableSchema
+from synthset.privacy.tabular.schema import ColumnSpec, TableSchema
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".bench-venv-sdv"

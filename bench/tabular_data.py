@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from synthset.privacy.schema import Table, prepare_table
+from synthset.privacy.tabular.schema import Table, prepare_table
 
 SITES = ["central", "north", "east", "south", "west", "rural"]
 SITE_SHARES = [0.35, 0.25, 0.15, 0.12, 0.08, 0.05]

@@ -47,11 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import sdv_env  # noqa: E402
 from bench.tabular_data import DATASETS  # noqa: E402
-from synthset.privacy.audit import audit  # noqa: E402
-from synthset.privacy.baselines import GaussianCopula, SmoteInterpolation  # noqa: E402
-from synthset.privacy.schema import Table, TableSchema, split_holdout  # noqa: E402
-from synthset.privacy.synthesizer import DEFAULTS, TabularSynthesizer  # noqa: E402
-from synthset.privacy.utility import tstr  # noqa: E402
+from synthset.privacy.tabular.audit import audit  # noqa: E402
+from synthset.privacy.tabular.baselines import GaussianCopula, SmoteInterpolation  # noqa: E402
+from synthset.privacy.tabular.schema import Table, TableSchema, split_holdout  # noqa: E402
+from synthset.privacy.tabular.synthesizer import DEFAULTS, TabularSynthesizer  # noqa: E402
+from synthset.privacy.tabular.utility import tstr  # noqa: E402
 
 HOLDOUT = 0.3
 DP = {**DEFAULTS["dp"], "dp_draws": 4}

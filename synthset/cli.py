@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p = add("servers", cmd_servers, "start, stop or check the local Prefect and MLflow servers")
     p.add_argument("action", choices=["start", "stop", "status"])
-    from synthset.privacy.cli import add_tabular_parser
+    from synthset.privacy.tabular.cli import add_tabular_parser
 
     add_tabular_parser(sub)
     return parser

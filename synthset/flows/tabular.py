@@ -1,7 +1,7 @@
 """The `release_synthetic_table` Prefect flow: load → fit → sample → audit → gate → report →
 publish (or block).
 
-Thin wiring around `synthset.privacy.release`: each step is a task, and the Prefect UI gets
+Thin wiring around `synthset.privacy.tabular.release`: each step is a task, and the Prefect UI gets
 a markdown summary of the audit, a table of the gate's checks and a link to the report.
 A blocked release publishes nothing and fails the flow run with the gate's reasons.
 """
@@ -17,10 +17,12 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from synthset.privacy import release as steps
-from synthset.privacy.config import TabularConfig, load_config, parse_config
 from synthset.privacy.errors import ReleaseBlocked
-from synthset.privacy.gate import GateResult, evaluate
+from synthset.privacy.gate import GateResult
+from synthset.privacy.release import Outcome, report_folder
+from synthset.privacy.tabular import release as steps
+from synthset.privacy.tabular.config import TabularConfig, load_config, parse_config
+from synthset.privacy.tabular.gate import evaluate
 
 
 def _key(name: str, suffix: str) -> str:
@@ -113,7 +115,7 @@ def release_synthetic_table(
     gate = evaluate(result.metrics, cfg.gate, result.details)
     privacy = synthesizer.privacy()
     report = steps.make_report(
-        cfg, prepared, synthetic, result, gate, privacy, steps.report_folder(cfg, datasets_root)
+        cfg, prepared, synthetic, result, gate, privacy, report_folder(cfg.dataset, datasets_root)
     )
     metrics = steps.metrics_of(result, privacy, synthesizer.history)
     create_markdown_artifact(
@@ -170,7 +172,7 @@ def publish_task(
     report: Path,
     datasets_root: str | None,
     tracking_uri: str | None,
-) -> steps.Outcome:
+) -> Outcome:
     return steps.publish_release(
         cfg, prepared, synthetic, gate, privacy, metrics, report, datasets_root, tracking_uri
     )

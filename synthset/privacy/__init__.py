@@ -1,8 +1,11 @@
-"""Private tabular data: synthetic tables from private ones, with optional differential
-privacy, a leakage and utility audit, a release gate and a report.
+"""Private data → synthetic data that may be shared: differential privacy, an audit against
+the real data, a release gate, a report, and a versioned release.
 
-The pieces, each usable on its own: `schema` (loading and checking a table), `synthesizer`
-(the TabDDPM-style model, `TabularSynthesizer`), `dp` and `dp_stats` (privacy accounting and
-DP statistics), `audit`, `gate`, `report`, `baselines`, and `release` (the whole path from a
-config to a published, versioned synthetic table).
+What every modality shares lives here: `dp` (the privacy ledger: Gaussian mechanisms composed
+with Opacus' RDP accountant), `gate` (thresholds evaluated into pass or fail with one reason
+per check), `report` (the self-contained HTML frame and the (ε, δ) statement), `publish` (a
+release as a dataset version; a blocked one as a FAILED MLflow run), `release` (the outcome,
+report folder and MLflow params of a release) and `errors`. Each modality builds on them in
+its own package and is imported only from there: `tabular` (private tables, TabDDPM-style
+diffusion). Imports run one way: a modality imports the shared modules, never the reverse.
 """

@@ -1,4 +1,5 @@
-"""Errors of the tabular privacy tools: bad input tables and blocked releases."""
+"""Errors of the privacy tools, for every modality: bad input (a table, a declaration, a
+release config) and releases blocked by the audit gate."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from synthset.errors import SynthsetError
 
 
 class TableError(SynthsetError):
-    """An input table, a column declaration or a tabular config is invalid.
+    """An input table, a column declaration or a release config is invalid.
 
     The message reads ``FILE: row R: column 'C': PROBLEM`` (parts that do not apply are
     left out), so that it can be acted on without a traceback.
@@ -49,6 +50,6 @@ class ReleaseBlocked(SynthsetError):
 def missing_extra(package: str) -> ImportError:
     """The ImportError raised when the `[privacy]` extra is not installed."""
     return ImportError(
-        f"{package} is needed for private tabular synthesis; "
+        f"{package} is needed for private synthesis; "
         "install the extra: pip install 'synthset[privacy]'"
     )

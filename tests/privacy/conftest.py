@@ -26,7 +26,8 @@ UTILITY_RELAXED = {
     "max_missing_rate_error": None,
 }
 """Gate settings that switch the utility checks off: plumbing tests train for a few steps,
-and the default gate rightly blocks what that makes (tests/privacy/test_gate.py checks it)."""
+and the default gate rightly blocks what that makes (tests/privacy/tabular/test_gate.py
+checks it)."""
 
 
 def mixed_frame(n: int = 240, seed: int = 0) -> pd.DataFrame:

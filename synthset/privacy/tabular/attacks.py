@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthset.privacy.encoder import as_float
-from synthset.privacy.neighbors import DistanceSpace, NeighbourIndex
-from synthset.privacy.schema import TableSchema
+from synthset.privacy.tabular.encoder import as_float
+from synthset.privacy.tabular.neighbors import DistanceSpace, NeighbourIndex
+from synthset.privacy.tabular.schema import TableSchema
 
 ATTRIBUTE_K = 5
 NUMERIC_TOLERANCE = 0.05

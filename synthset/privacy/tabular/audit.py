@@ -1,7 +1,7 @@
 """The leakage and utility audit of a synthetic table against the real training and holdout
 rows it must be compared with.
 
-Privacy (all distances are SDMetrics' DCR distance, see `synthset.privacy.neighbors`):
+Privacy (all distances are SDMetrics' DCR distance, see `synthset.privacy.tabular.neighbors`):
 
 - `dcr_share`: share of synthetic rows strictly closer to the training rows than to the
   holdout rows, SDMetrics' DCROverfittingProtection "closer_to_training"; its score is
@@ -16,12 +16,12 @@ Privacy (all distances are SDMetrics' DCR distance, see `synthset.privacy.neighb
   holdout rows, i.e. how often real people share a row by nature.
 - `nndr_median`: median ratio of the nearest to the second-nearest training row's distance
   of synthetic rows (low: a row sits on one particular person), next to the holdout's.
-- `mia_auc` and attribute-inference risks (see `synthset.privacy.attacks`).
+- `mia_auc` and attribute-inference risks (see `synthset.privacy.tabular.attacks`).
 
 Utility: `column_shape_mean` and `column_shape_min` (KS/TV complements), `pair_trends`,
 `correlation_difference`, `category_share_error`, `missing_rate_error`,
 `vanished_categories`, and TSTR vs TRTR with `tstr_skill` when a target is given (see
-`synthset.privacy.utility`); `details` says where the worst values were found.
+`synthset.privacy.tabular.utility`); `details` says where the worst values were found.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthset.privacy.attacks import attribute_inference, balanced_members, membership_auc
-from synthset.privacy.encoder import as_float
-from synthset.privacy.neighbors import DistanceSpace, NeighbourIndex
-from synthset.privacy.schema import TableSchema
-from synthset.privacy.timestamps import from_seconds
-from synthset.privacy.utility import (
+from synthset.privacy.tabular.attacks import attribute_inference, balanced_members, membership_auc
+from synthset.privacy.tabular.encoder import as_float
+from synthset.privacy.tabular.neighbors import DistanceSpace, NeighbourIndex
+from synthset.privacy.tabular.schema import TableSchema
+from synthset.privacy.tabular.timestamps import from_seconds
+from synthset.privacy.tabular.utility import (
     column_shapes,
     correlation_difference,
     marginal_errors,

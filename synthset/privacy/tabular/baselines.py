@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from synthset.privacy.encoder import as_float
-from synthset.privacy.neighbors import DistanceSpace, NeighbourIndex
-from synthset.privacy.schema import TableSchema
-from synthset.privacy.timestamps import from_seconds
+from synthset.privacy.tabular.encoder import as_float
+from synthset.privacy.tabular.neighbors import DistanceSpace, NeighbourIndex
+from synthset.privacy.tabular.schema import TableSchema
+from synthset.privacy.tabular.timestamps import from_seconds
 
 _EPS = 1e-6
 

@@ -63,7 +63,7 @@ def _synth_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from synthset.privacy.schema import load_table
+    from synthset.privacy.tabular.schema import load_table
 
     table = load_table(args.data, **_table_options(args))
     schema = table.schema
@@ -89,7 +89,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from synthset.privacy.config import load_config, parse_config
+    from synthset.privacy.tabular.config import load_config, parse_config
 
     if args.config:
         config = load_config(args.config)
@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.no_prefect:
             from dataclasses import asdict
 
-            from synthset.privacy.release import release
+            from synthset.privacy.tabular.release import release
 
             outcome = release(config, args.datasets_root, args.tracking_uri)
             result = asdict(outcome) | {"report": str(outcome.report)}
@@ -170,8 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from synthset.privacy.schema import load_table
-    from synthset.privacy.synthesizer import TabularSynthesizer
+    from synthset.privacy.tabular.schema import load_table
+    from synthset.privacy.tabular.synthesizer import TabularSynthesizer
 
     table = load_table(args.data, **_table_options(args))
     out = Path(args.out)
@@ -194,7 +194,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from synthset.privacy.synthesizer import CONFIG, TabularSynthesizer
+    from synthset.privacy.tabular.synthesizer import CONFIG, TabularSynthesizer
 
     if not (Path(args.model) / CONFIG).is_file():
         raise TableError(args.model, f"not a saved synthesizer (no {CONFIG})")
@@ -287,7 +287,8 @@ def add_tabular_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m synthset.privacy.cli ...`: the tabular commands alone (same exit codes)."""
+    """`python -m synthset.privacy.tabular.cli ...`: the tabular commands alone (same exit
+    codes)."""
     from synthset.errors import SynthsetError
 
     parser = argparse.ArgumentParser(prog="synthset")

@@ -24,8 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthset.privacy.errors import TableError
-from synthset.privacy.gate import GateConfig
-from synthset.privacy.synthesizer import SynthesizerConfig
+from synthset.privacy.tabular.gate import GateConfig
+from synthset.privacy.tabular.synthesizer import SynthesizerConfig
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
@@ -73,7 +73,7 @@ class TabularConfig(BaseModel):
         return value
 
     def table_options(self) -> dict[str, Any]:
-        """Keyword arguments of `synthset.privacy.schema.prepare_table`."""
+        """Keyword arguments of `synthset.privacy.tabular.schema.prepare_table`."""
         return {
             "types": self.types,
             "identifiers": self.identifiers,

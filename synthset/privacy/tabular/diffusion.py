@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from synthset.generators.schedulers import make_scheduler
-from synthset.privacy.prior import GaussianPrior
+from synthset.privacy.tabular.prior import GaussianPrior
 
 SCHEDULERS: dict[str, str] = {
     "ddpm": "DDPMScheduler",
@@ -119,7 +119,7 @@ class MixedDiffusion:
         self.d_num, self.sizes, self.timesteps = d_num, list(category_sizes), timesteps
         self.prior: GaussianPrior | None = None
         """When set, the denoiser's numeric output is a correction to this prior's noise
-        prediction (see `synthset.privacy.prior`)."""
+        prediction (see `synthset.privacy.tabular.prior`)."""
         self.category_prior: torch.Tensor | None = None
         """When set, (columns, categories) log shares added to the denoiser's x_0 logits."""
         self.scheduler = DDPMScheduler(

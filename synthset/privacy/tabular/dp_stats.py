@@ -18,7 +18,7 @@ Gaussian noise of standard deviation z (L2 sensitivity 1 per histogram):
   noisy counts over a declared set plus "missing", which is kept only when its noisy count
   passes z/2 (a column without gaps gets a missing category at most at a share within
   the noise). Floored at 0 and normalised,
-  they are the prior of the categorical diffusion (`synthset.privacy.diffusion`), so the
+  they are the prior of the categorical diffusion (`synthset.privacy.tabular.diffusion`), so the
   model starts from the right shares instead of learning them in a few noisy DP-SGD steps;
   a numeric column's missing share comes from its quantile histogram's missing bin.
 
@@ -33,10 +33,10 @@ import pandas as pd
 from scipy.special import ndtri
 
 from synthset.privacy.dp import Mechanism, PrivacyLedger
-from synthset.privacy.encoder import ColumnStats, as_float, category_index
 from synthset.privacy.errors import TableError
-from synthset.privacy.schema import TableSchema
-from synthset.privacy.timestamps import to_seconds
+from synthset.privacy.tabular.encoder import ColumnStats, as_float, category_index
+from synthset.privacy.tabular.schema import TableSchema
+from synthset.privacy.tabular.timestamps import to_seconds
 
 DEFAULT_BINS = 10
 UNIFORM_SHARE = 0.01

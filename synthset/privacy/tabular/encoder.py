@@ -5,8 +5,8 @@ A numeric (or datetime) column becomes one normal score; when it can be missing 
 two-category indicator, and a missing cell's score is 0. A categorical column's missing value
 is one more category. The statistics behind the maps (quantile knots, bounds, category sets)
 come from `ColumnStats`: exact ones from the data, or differentially private ones from
-`synthset.privacy.dp_stats`. Decoding rounds whole-number columns, applies decimals, clips to
-the bounds and restores each column's dtype.
+`synthset.privacy.tabular.dp_stats`. Decoding rounds whole-number columns, applies decimals,
+clips to the bounds and restores each column's dtype.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from synthset.privacy.schema import ColumnSpec, TableSchema
-from synthset.privacy.timestamps import from_seconds, to_seconds
+from synthset.privacy.tabular.schema import ColumnSpec, TableSchema
+from synthset.privacy.tabular.timestamps import from_seconds, to_seconds
 
 CDF_EPS = 1e-7
 MAX_KNOTS = 1000

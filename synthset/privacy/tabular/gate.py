@@ -1,6 +1,7 @@
-"""The release gate: thresholds on audit metrics that decide whether a synthetic table may be
-published. A check whose metric was not measured (no target, no sensitive column) is skipped,
-and says so; any failed check blocks the release.
+"""The tabular release gate: thresholds on audit metrics that decide whether a synthetic table
+may be published, evaluated by the shared machinery of `synthset.privacy.gate`. A check whose
+metric was not measured (no target, no sensitive column) is skipped, and says so; any failed
+check blocks the release.
 
 The defaults block leaks and useless tables alike: a table whose categories vanish or whose
 missing rates, column shapes or pair trends are far from the real rows', or whose target
@@ -10,11 +11,9 @@ explicitly by setting its threshold (None switches it off; the report lists it a
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from synthset.privacy.gate import GateResult, Threshold, apply_thresholds
 
 
 class GateConfig(BaseModel):
@@ -61,63 +60,26 @@ class GateConfig(BaseModel):
     max_correlation_difference: float | None = None
 
 
-_CHECKS: tuple[tuple[str, str, str], ...] = (
-    ("max_exact_match_rate", "exact_match_excess", "<="),
-    ("max_dcr_share", "dcr_share", "<="),
-    ("max_mia_auc", "mia_auc", "<="),
-    ("max_attribute_risk", "attribute_risk_max", "<="),
-    ("min_dcr_baseline_protection", "dcr_baseline_protection", ">="),
-    ("min_tstr_skill", "tstr_skill", ">="),
-    ("max_tstr_gap", "tstr_gap", "<="),
-    ("min_column_shape", "column_shape_mean", ">="),
-    ("min_worst_column_shape", "column_shape_min", ">="),
-    ("min_pair_trends", "pair_trends", ">="),
-    ("max_category_share_error", "category_share_error", "<="),
-    ("max_vanished_categories", "vanished_categories", "<="),
-    ("max_missing_rate_error", "missing_rate_error", "<="),
-    ("max_correlation_difference", "correlation_difference", "<="),
+CHECKS: tuple[Threshold, ...] = tuple(
+    Threshold(*row)
+    for row in (
+        ("max_exact_match_rate", "exact_match_excess", "<="),
+        ("max_dcr_share", "dcr_share", "<="),
+        ("max_mia_auc", "mia_auc", "<="),
+        ("max_attribute_risk", "attribute_risk_max", "<="),
+        ("min_dcr_baseline_protection", "dcr_baseline_protection", ">="),
+        ("min_tstr_skill", "tstr_skill", ">="),
+        ("max_tstr_gap", "tstr_gap", "<="),
+        ("min_column_shape", "column_shape_mean", ">="),
+        ("min_worst_column_shape", "column_shape_min", ">="),
+        ("min_pair_trends", "pair_trends", ">="),
+        ("max_category_share_error", "category_share_error", "<="),
+        ("max_vanished_categories", "vanished_categories", "<="),
+        ("max_missing_rate_error", "missing_rate_error", "<="),
+        ("max_correlation_difference", "correlation_difference", "<="),
+    )
 )
-
-
-@dataclass
-class GateResult:
-    """The decision and one row per check (metric, value, threshold, status)."""
-
-    passed: bool
-    checks: list[dict[str, Any]]
-
-    @property
-    def reasons(self) -> list[str]:
-        """One line per failed check: the value, how far past the threshold, and where."""
-        out = []
-        for c in self.checks:
-            if c["status"] != "fail":
-                continue
-            line = (
-                f"{c['metric']} = {c['value']:.4g}, {abs(c['value'] - c['threshold']):.3g} past "
-                f"the allowed {c['op']} {c['threshold']:.4g}"
-            )
-            out.append(line + (f" ({c['detail']})" if c.get("detail") else ""))
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "checks": self.checks, "reasons": self.reasons}
-
-
-def _check(metric: str, value: Any, op: str, threshold: float, detail: str) -> dict[str, Any]:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        status, value = "skipped (not measured)", None
-    else:
-        value = float(value)
-        status = "pass" if (value <= threshold if op == "<=" else value >= threshold) else "fail"
-    return {
-        "metric": metric,
-        "value": value,
-        "op": op,
-        "threshold": threshold,
-        "status": status,
-        "detail": detail,
-    }
+"""Which metric each `GateConfig` setting bounds, and in which direction."""
 
 
 def evaluate(
@@ -129,21 +91,9 @@ def evaluate(
     The exact-match check compares the synthetic rate with the rate at which holdout rows
     already equal a training row (tables of few categorical columns repeat by nature).
     """
-    values, details = dict(metrics), details or {}
+    values = dict(metrics)
     if "exact_match_rate" in values:
         values["exact_match_excess"] = max(
             0.0, values["exact_match_rate"] - values.get("holdout_exact_match_rate", 0.0)
         )
-    checks = []
-    for setting, metric, op in _CHECKS:
-        threshold = getattr(config, setting)
-        if threshold is not None:
-            checks.append(
-                _check(metric, values.get(metric), op, threshold, details.get(metric, ""))
-            )
-        elif setting in config.model_fields_set:
-            relaxed = f"off (relaxed: {setting} is null in the config)"
-            checks.append(
-                _check(metric, values.get(metric), op, math.nan, "") | {"status": relaxed}
-            )
-    return GateResult(all(c["status"] != "fail" for c in checks), checks)
+    return apply_thresholds(values, config, CHECKS, details)

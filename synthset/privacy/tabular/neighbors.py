@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from synthset.privacy.encoder import as_float, category_key
-from synthset.privacy.schema import TableSchema
+from synthset.privacy.tabular.encoder import as_float, category_key
+from synthset.privacy.tabular.schema import TableSchema
 
 EXACT_PAIRS = 5e8
 NPROBE = 16

@@ -1,20 +1,14 @@
-"""Publishing a synthetic table as a synthset dataset version, and recording it in MLflow.
+"""A synthetic table as a synthset dataset version, through `synthset.privacy.publish`.
 
 A tabular version folder holds `data.parquet` (the synthetic rows), `schema.json` (column
 names and kinds, no statistics), `privacy.json` (the (ε, δ) accounting, or a statement that
-there is none) and `README.md`. It is assembled under `.staging/` and renamed to the first
-free `v<N>`, like image versions, and its digest covers every file. The MLflow run of the
-version carries the folder as `dataset/` artifacts (what `synthset pull` downloads) and the
-private audit report as `report/` artifacts, which `pull` never fetches. A release that the
-gate blocks publishes no folder; its run is recorded FAILED, with the report and no version.
+there is none) and `README.md`; its MLflow run is tagged `synthset.kind=table`, and carries
+the row count as the `rows` metric.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,16 +16,12 @@ from typing import Any
 import pandas as pd
 
 from synthset.layout import DatasetLayout
-from synthset.storage.digest import TABLE_FILE, tree_digest
-from synthset.storage.publish import PublishedVersion, rename_to_free_version
-from synthset.storage.versioning import TAG_DATASET, _client, _experiment, record_run
+from synthset.privacy.publish import publish_version, record_version
+from synthset.storage.digest import TABLE_FILE
+from synthset.storage.publish import PublishedVersion
 
+KIND = "table"
 SCHEMA = "schema.json"
-PRIVACY = "privacy.json"
-CARD = "README.md"
-REPORT_ARTIFACTS = "report"
-TAG_KIND = "synthset.kind"
-TAG_BLOCKED = "synthset.blocked"
 
 
 def table_card(
@@ -101,43 +91,13 @@ def publish_table(
 
     `card(version)` returns the README text. The digest covers every file of the folder.
     """
-    staging = layout.staging_dir(f"table-{uuid.uuid4().hex[:12]}") / "version"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    frame.to_parquet(staging / TABLE_FILE, index=False)
-    (staging / SCHEMA).write_text(json.dumps(schema, indent=2, default=str) + "\n")
-    (staging / PRIVACY).write_text(json.dumps(privacy, indent=2, default=str) + "\n")
-    try:
-        version, target = rename_to_free_version(
-            layout, staging, first_version, lambda v: (staging / CARD).write_text(card(v))
-        )
-    finally:
-        shutil.rmtree(staging.parent, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            staging.parent.parent.rmdir()
-    return PublishedVersion(layout.name, version, target, tree_digest(target), len(frame), 0)
 
+    def write(folder: Path) -> int:
+        frame.to_parquet(folder / TABLE_FILE, index=False)
+        (folder / SCHEMA).write_text(json.dumps(schema, indent=2, default=str) + "\n")
+        return len(frame)
 
-def _log(
-    client: Any,
-    run_id: str,
-    params: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    report: Path | None,
-) -> None:
-    from mlflow.entities import Metric, Param
-    from mlflow.utils.time import get_current_time_millis
-
-    now = get_current_time_millis()
-    values = [Param(k, str(v)[:500]) for k, v in params.items()]
-    numbers = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and v == v]
-    for start in range(0, max(len(values), len(numbers)), 100):
-        client.log_batch(
-            run_id, metrics=numbers[start : start + 100], params=values[start : start + 100]
-        )
-    if report is not None:
-        for path in sorted(p for p in Path(report).iterdir() if p.is_file()):
-            client.log_artifact(run_id, str(path), REPORT_ARTIFACTS)
+    return publish_version(layout, KIND, privacy, write, card, first_version)
 
 
 def record_table_version(
@@ -147,39 +107,7 @@ def record_table_version(
     report: Path | None,
     tracking_uri: str | None = None,
 ) -> str:
-    """Record a published table as a finished MLflow run; `latest` moves to the newest.
-
-    As every version (`record_run`): the version tags are set only after every artifact is
-    uploaded, and a failure marks the run FAILED. Returns the run id.
-    """
-    return record_run(
-        published,
-        {TAG_KIND: "table"},
-        lambda client, run_id: _log(
-            client, run_id, params, {"rows": published.images, **metrics}, report
-        ),
-        tracking_uri,
+    """Record a published table as a finished MLflow run (`rows` among its metrics)."""
+    return record_version(
+        published, KIND, params, {"rows": published.images, **metrics}, report, tracking_uri
     )
-
-
-def record_blocked(
-    name: str,
-    params: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    reasons: list[str],
-    report: Path | None,
-    tracking_uri: str | None = None,
-) -> str:
-    """Record a blocked release: a FAILED run with the report and the reasons, no version."""
-    client = _client(tracking_uri)
-    exp = _experiment(client, name, create=True)
-    run = client.create_run(
-        exp.experiment_id,
-        run_name=f"{name}-blocked",
-        tags={TAG_DATASET: name, TAG_KIND: "table", TAG_BLOCKED: "; ".join(reasons)[:5000]},
-    )
-    try:
-        _log(client, run.info.run_id, params, metrics, report)
-    finally:
-        client.set_terminated(run.info.run_id, "FAILED")
-    return run.info.run_id

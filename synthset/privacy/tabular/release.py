@@ -4,13 +4,14 @@ table, fit, sample, audit, decide, report, and publish or record the blocked att
 `synthset.flows.tabular` wires these into Prefect tasks; `release` runs them in order
 without Prefect. Nothing is published unless the gate passes; the report is written either
 way, under `<datasets root>/<name>/.reports/<stamp>/` (private: it is computed from the real
-rows), and logged with the MLflow run.
+rows), and logged with the MLflow run. What any modality's release shares (the `Outcome`,
+the report folder, params and (ε, δ) metrics) is `synthset.privacy.release`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,16 @@ from typing import Any
 import pandas as pd
 
 from synthset.layout import DatasetLayout, datasets_root
-from synthset.privacy.audit import AuditResult, audit
-from synthset.privacy.config import TabularConfig
 from synthset.privacy.errors import ReleaseBlocked
-from synthset.privacy.gate import GateResult, evaluate
-from synthset.privacy.report import build_report, privacy_statement, write_report
-from synthset.privacy.schema import Table, load_table, split_holdout
-from synthset.privacy.synthesizer import TabularSynthesizer
+from synthset.privacy.gate import GateResult
+from synthset.privacy.release import Outcome, params_of, privacy_metrics, report_folder
+from synthset.privacy.report import write_report
+from synthset.privacy.tabular.audit import AuditResult, audit
+from synthset.privacy.tabular.config import TabularConfig
+from synthset.privacy.tabular.gate import evaluate
+from synthset.privacy.tabular.report import build_report, privacy_statement
+from synthset.privacy.tabular.schema import Table, load_table, split_holdout
+from synthset.privacy.tabular.synthesizer import TabularSynthesizer
 
 
 @dataclass
@@ -34,24 +38,6 @@ class Prepared:
     table: Table
     train: pd.DataFrame
     holdout: pd.DataFrame
-
-
-@dataclass
-class Outcome:
-    """What a release did: the gate's decision, the report, and the version if published."""
-
-    name: str
-    passed: bool
-    reasons: list[str]
-    report: Path
-    metrics: dict[str, float]
-    privacy: dict[str, Any] | None
-    version: int | None = None
-    path: Path | None = None
-    digest: str | None = None
-    rows: int = 0
-    mlflow_run_id: str | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def prepare(config: TabularConfig) -> Prepared:
@@ -88,15 +74,6 @@ def run_audit(config: TabularConfig, prepared: Prepared, synthetic: pd.DataFrame
     )
 
 
-def report_folder(config: TabularConfig, root: str | Path | None = None) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return (
-        DatasetLayout(Path(root) if root else datasets_root(), config.dataset).dataset_dir
-        / ".reports"
-        / stamp
-    )
-
-
 def make_report(
     config: TabularConfig,
     prepared: Prepared,
@@ -129,28 +106,11 @@ def make_report(
     return write_report(folder, page, document)
 
 
-def params_of(config: TabularConfig) -> dict[str, Any]:
-    """The config as flat MLflow params."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
-        else:
-            flat[prefix] = value
-
-    walk("", config.model_dump(mode="json"))
-    return flat
-
-
 def metrics_of(
     result: AuditResult, privacy: dict[str, Any] | None, history: dict[str, Any]
 ) -> dict[str, float]:
-    metrics = dict(result.metrics)
-    if privacy:
-        metrics["epsilon"] = privacy["spent"]["epsilon"]
-        metrics["delta"] = privacy["spent"]["delta"]
+    """The audit metrics, the (ε, δ) spent, and the fit's seconds and final loss."""
+    metrics = dict(result.metrics) | privacy_metrics(privacy)
     for key in ("seconds_train", "final_loss"):
         if key in history:
             metrics[key] = float(history[key])
@@ -169,7 +129,7 @@ def publish_release(
     tracking_uri: str | None,
 ) -> Outcome:
     """Publish the synthetic table as the next version and record it; the gate must pass."""
-    from synthset.privacy.publish import publish_table, record_table_version, table_card
+    from synthset.privacy.tabular.publish import publish_table, record_table_version, table_card
     from synthset.storage.versioning import last_version_number
 
     if not gate.passed:
@@ -228,9 +188,10 @@ def block_release(
 ) -> Outcome:
     """Record a blocked release (a FAILED MLflow run with the report); publishes nothing."""
     from synthset.privacy.publish import record_blocked
+    from synthset.privacy.tabular.publish import KIND
 
     run_id = record_blocked(
-        config.dataset, params_of(config), metrics, gate.reasons, report.parent, tracking_uri
+        config.dataset, KIND, params_of(config), metrics, gate.reasons, report.parent, tracking_uri
     )
     return Outcome(
         name=config.dataset,
@@ -261,7 +222,13 @@ def release(
     seconds["audit"] = time.perf_counter() - t1
     privacy = synthesizer.privacy()
     report = make_report(
-        config, prepared, synthetic, result, gate, privacy, report_folder(config, datasets_root_)
+        config,
+        prepared,
+        synthetic,
+        result,
+        gate,
+        privacy,
+        report_folder(config.dataset, datasets_root_),
     )
     metrics = metrics_of(result, privacy, synthesizer.history)
     if not gate.passed:

@@ -1,49 +1,28 @@
-"""The audit report: one self-contained HTML page (plots embedded as PNG data URIs, the audit
-JSON embedded too) and `audit.json`.
-
-The report is computed from the private rows and is itself not covered by any DP guarantee:
-it is for the data owner, and it says so. The privacy section states (ε, δ), what each
-mechanism released, and what the guarantee does not cover.
+"""The tabular audit report: its plots (distances to closest records, membership inference,
+column shapes, pairwise associations, marginals), its metric tables and what a synthetic
+table's (ε, δ) does not cover, in the shared frame of `synthset.privacy.report` (one
+self-contained HTML page with embedded PNGs and JSON, and `audit.json`).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from synthset.privacy.audit import AuditResult
 from synthset.privacy.gate import GateResult
-from synthset.privacy.schema import TableSchema
+from synthset.privacy.report import dp_statement, figure_uri, html_table, pyplot, render_report
+from synthset.privacy.tabular.audit import AuditResult
+from synthset.privacy.tabular.schema import TableSchema
 
-HTML = "report.html"
-JSON = "audit.json"
 MAX_MARGINALS = 12
-
-
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _plots(
     result: AuditResult, train: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSchema
 ) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     plots = []
     d = result.distances
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
@@ -57,7 +36,7 @@ def _plots(
         ax.hist(np.clip(d[key], 0, top), bins=bins, alpha=0.5, density=True, label=label)
     ax.set_xlabel("distance to closest training record (SDMetrics DCR)")
     ax.legend()
-    plots.append(("Distance to closest record", _png(fig)))
+    plots.append(("Distance to closest record", figure_uri(fig)))
 
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for key, label in (
@@ -67,7 +46,7 @@ def _plots(
         ax.hist(np.clip(d[key], 0, top), bins=bins, alpha=0.5, density=True, label=label)
     ax.set_xlabel("distance to closest synthetic record (membership attack score)")
     ax.legend()
-    plots.append(("Membership inference", _png(fig)))
+    plots.append(("Membership inference", figure_uri(fig)))
 
     shapes = result.columns
     fig, ax = plt.subplots(figsize=(6.5, max(2.5, 0.22 * len(shapes))))
@@ -75,7 +54,7 @@ def _plots(
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("KS / TV complement (1 = same distribution)")
-    plots.append(("Column shapes", _png(fig)))
+    plots.append(("Column shapes", figure_uri(fig)))
 
     real, syn = result.real_associations, result.synthetic_associations
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
@@ -89,7 +68,7 @@ def _plots(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(image, ax=axes, shrink=0.8)
-    plots.append(("Pairwise associations", _png(fig)))
+    plots.append(("Pairwise associations", figure_uri(fig)))
 
     columns = schema.columns[:MAX_MARGINALS]
     rows = (len(columns) + 3) // 4
@@ -97,7 +76,7 @@ def _plots(
     for ax, spec in zip(axes.flat, columns, strict=False):
         r, s = train[spec.name], synthetic[spec.name]
         if spec.kind in ("numeric", "datetime"):
-            from synthset.privacy.encoder import as_float
+            from synthset.privacy.tabular.encoder import as_float
 
             rv, sv = as_float(r, spec), as_float(s, spec)
             both = np.concatenate([rv[~np.isnan(rv)], sv[~np.isnan(sv)]])
@@ -116,7 +95,7 @@ def _plots(
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    plots.append(("Marginals (real training rows vs synthetic)", _png(fig)))
+    plots.append(("Marginals (real training rows vs synthetic)", figure_uri(fig)))
     return plots
 
 
@@ -137,71 +116,15 @@ def privacy_statement(privacy: dict[str, Any] | None, schema: TableSchema) -> di
             + (" …" if len(inferred) > 20 else "")
             + " were inferred from their values (declare them to remove this)",
         )
-    if privacy is None:
-        return {
-            "differential_privacy": False,
-            "summary": "No differential privacy: the synthesizer saw the private rows directly. "
-            "Protection rests on the audit and its gate only.",
-            "covered": [],
-            "not_covered": ["everything: no (ε, δ) guarantee"],
-        }
-    if any("one model per target class" in m["covers"] for m in privacy["mechanisms"]):
+    if privacy is not None and any(
+        "one model per target class" in m["covers"] for m in privacy["mechanisms"]
+    ):
         not_covered.insert(
             1,
             "the number of rows of each target class (Opacus scales each class model's noisy "
             "gradient sum by its expected batch size)",
         )
-    spent = privacy["spent"]
-    return {
-        "differential_privacy": True,
-        "summary": f"(ε = {spent['epsilon']:.3g}, δ = {spent['delta']:.3g})-differential privacy "
-        "with respect to adding or removing one row of the training data, for everything "
-        "listed as covered, composed with Rényi DP.",
-        "covered": [
-            f"{m['name']}: {m['covers']} (noise multiplier {m['noise_multiplier']:.3g}, "
-            f"sampling rate {m['sample_rate']:.3g}, {m['steps']} steps)"
-            for m in privacy["mechanisms"]
-        ],
-        "not_covered": not_covered,
-        "notes": privacy.get("notes", []),
-    }
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "<p>none</p>"
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.values()) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
-font-size:13px;text-align:left}th{background:#f3f3f3}.verdict{padding:.8em 1em;border-radius:6px;
-font-weight:600}.pass{background:#e3f4e1}.fail{background:#fbe3e3}img{max-width:100%}
-.warn{background:#fff6d6;padding:.6em 1em;border-radius:6px}
-"""
-
-_SCRIPT = """
-window.addEventListener('load', () => {
-  const imgs = Array.from(document.querySelectorAll('img.plot'));
-  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.setAttribute('data-plots-loaded', String(ok));
-  document.body.setAttribute('data-plots-total', String(imgs.length));
-  const data = JSON.parse(document.getElementById('synthset-audit').textContent);
-  document.body.setAttribute('data-gate', data.gate.passed ? 'pass' : 'fail');
-});
-"""
+    return dp_statement(privacy, not_covered)
 
 
 def build_report(
@@ -216,68 +139,18 @@ def build_report(
 ) -> tuple[str, dict[str, Any]]:
     """The HTML page and the JSON document of one audit."""
     statement = privacy_statement(privacy, schema)
-    document = {
-        "dataset": name,
-        **(extra or {}),
-        "gate": gate.to_dict(),
-        "privacy": privacy,
-        "privacy_statement": statement,
-        "audit": result.to_dict(),
-    }
-    verdict = (
-        '<div class="verdict pass">Release gate: PASSED</div>'
-        if gate.passed
-        else '<div class="verdict fail">Release gate: FAILED, nothing published: '
-        + html.escape("; ".join(gate.reasons))
-        + "</div>"
+    sections = [
+        ("Metrics", html_table([{"metric": k, "value": v} for k, v in result.metrics.items()])),
+        ("TSTR vs TRTR", html_table([result.tstr] if result.tstr else [])),
+        ("Attribute inference", html_table(result.attribute)),
+    ]
+    return render_report(
+        name,
+        gate,
+        privacy,
+        statement,
+        result.to_dict(),
+        sections,
+        _plots(result, train, synthetic, schema),
+        extra,
     )
-    facts = {k: v for k, v in (extra or {}).items() if not isinstance(v, dict | list)}
-    plots = "".join(
-        f"<h3>{html.escape(title)}</h3><img class='plot' alt='{html.escape(title)}' src='{uri}'>"
-        for title, uri in _plots(result, train, synthetic, schema)
-    )
-    metrics = [{"metric": k, "value": v} for k, v in result.metrics.items()]
-    covered = (
-        "".join(f"<li>{html.escape(c)}</li>" for c in statement["covered"]) or "<li>nothing</li>"
-    )
-    uncovered = "".join(f"<li>{html.escape(c)}</li>" for c in statement["not_covered"])
-    notes = "".join(f"<li>{html.escape(c)}</li>" for c in statement.get("notes", []))
-    payload = json.dumps(document, default=_json).replace("</", "<\\/")
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)}: synthetic data audit</title>
-<style>{_STYLE}</style></head><body>
-<h1>{html.escape(name)}: synthetic data audit</h1>
-{verdict}
-<p class="warn">This report is computed from the private rows and is not covered by any
-differential-privacy guarantee. Share the synthetic table, not this report.</p>
-{_table([facts]) if facts else ""}
-<h2>Gate</h2>{_table(gate.checks)}
-<h2>Privacy guarantee</h2><p>{html.escape(statement["summary"])}</p>
-<h3>Covered</h3><ul>{covered}</ul><h3>Not covered</h3><ul>{uncovered}</ul>
-{"<h3>Notes</h3><ul>" + notes + "</ul>" if notes else ""}
-<h2>Metrics</h2>{_table(metrics)}
-<h2>TSTR vs TRTR</h2>{_table([result.tstr] if result.tstr else [])}
-<h2>Attribute inference</h2>{_table(result.attribute)}
-<h2>Plots</h2>{plots}
-<script type="application/json" id="synthset-audit">{payload}</script>
-<script>{_SCRIPT}</script>
-</body></html>
-"""
-    return page, document
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def write_report(folder: str | Path, page: str, document: dict[str, Any]) -> Path:
-    """Write `report.html` and `audit.json` into `folder`; returns the HTML path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / JSON).write_text(json.dumps(document, indent=2, default=_json) + "\n")
-    (folder / HTML).write_text(page)
-    return folder / HTML

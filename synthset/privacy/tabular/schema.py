@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from synthset.privacy.errors import TableError
-from synthset.privacy.timestamps import parse_bound, resolution_of, to_seconds
+from synthset.privacy.tabular.timestamps import parse_bound, resolution_of, to_seconds
 
 KINDS = ("numeric", "categorical", "boolean", "datetime")
 MAX_DECIMALS = 6

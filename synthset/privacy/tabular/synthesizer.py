@@ -3,13 +3,13 @@ without DP-SGD, sample synthetic rows by seed, and save/load as safetensors + JS
 
 Without a privacy budget, the encoder's statistics are exact and training is plain AdamW.
 With `epsilon` (and `delta`), undeclared statistics are estimated with DP from
-`preprocessing_share` of ε (see `synthset.privacy.dp_stats`), the correlation of the numeric
-scores from `prior_share` (a Gaussian copula that the denoiser corrects, see
-`synthset.privacy.prior`), and the denoiser is trained with Opacus DP-SGD (per-row clipping to
-`max_grad_norm`, Poisson sampling, Gaussian noise), with the noise multiplier chosen so that
-everything composed stays within (ε, δ). DP noise and
-batch sampling draw from OS entropy, so DP fits are not reproducible from `seed` by design;
-sampling from a fitted model is (`sample(n, seed)`).
+`preprocessing_share` of ε (see `synthset.privacy.tabular.dp_stats`), the correlation of the
+numeric scores from `prior_share` (a Gaussian copula that the denoiser corrects, see
+`synthset.privacy.tabular.prior`), and the denoiser is trained with Opacus DP-SGD (per-row
+clipping to `max_grad_norm`, Poisson sampling, Gaussian noise), with the noise multiplier
+chosen so that everything composed stays within (ε, δ). DP noise and batch sampling draw
+from OS entropy, so DP fits are not reproducible from `seed` by design; sampling from a
+fitted model is (`sample(n, seed)`).
 """
 
 from __future__ import annotations
@@ -29,19 +29,19 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from synthset.privacy.calibrate import margins, rake, weighted_subset
-from synthset.privacy.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
 from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger
-from synthset.privacy.encoder import TableEncoder, category_index, exact_stats, to_normal
 from synthset.privacy.errors import missing_extra
-from synthset.privacy.prior import (
+from synthset.privacy.tabular.calibrate import margins, rake, weighted_subset
+from synthset.privacy.tabular.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
+from synthset.privacy.tabular.encoder import TableEncoder, category_index, exact_stats, to_normal
+from synthset.privacy.tabular.prior import (
     GaussianPrior,
     category_log_prior,
     clip_norm,
     dp_correlation,
     exact_correlation,
 )
-from synthset.privacy.schema import TableSchema
+from synthset.privacy.tabular.schema import TableSchema
 
 WEIGHTS = "model.safetensors"
 CONFIG = "synthesizer.json"
@@ -131,19 +131,20 @@ class SynthesizerConfig(BaseModel):
     )
     prior: Literal["none", "independent", "gaussian"] | None = Field(
         default=None,
-        description="what the denoiser's numeric output corrects (synthset.privacy.prior): "
+        description="what the denoiser's numeric output corrects (synthset.privacy.tabular.prior): "
         "nothing, independent normal scores, or a Gaussian copula fitted to the rows (under "
         "DP with prior_share of the budget)",
     )
     category_prior: bool = Field(
         default=True,
         description="the categorical logits correct each column's (DP) category shares, so "
-        "category and missing shares are right before any training (synthset.privacy.prior)",
+        "category and missing shares are right before any training "
+        "(synthset.privacy.tabular.prior)",
     )
     calibrate: bool = Field(
         default=True,
         description="draw oversample × n rows and keep n whose marginals match the encoder's "
-        "(synthset.privacy.calibrate)",
+        "(synthset.privacy.tabular.calibrate)",
     )
     oversample: float = Field(default=3.0, ge=1.0)
     prior_share: float = Field(
@@ -315,7 +316,7 @@ class TabularSynthesizer:
             schema = TableSchema.from_dict(schema.to_dict() | {"target": None})
         t0 = time.perf_counter()
         if cfg.private:
-            from synthset.privacy.dp_stats import dp_stats
+            from synthset.privacy.tabular.dp_stats import dp_stats
 
             delta = cfg.delta if cfg.delta is not None else default_delta(len(frame))
             self.ledger = PrivacyLedger(
@@ -505,7 +506,7 @@ class TabularSynthesizer:
                     )
                 return torch.from_numpy(category_index(values, stats.categories))
             spec = enc.schema.column(name)
-            from synthset.privacy.encoder import as_float
+            from synthset.privacy.tabular.encoder import as_float
 
             return torch.from_numpy(to_normal(as_float(values, spec), stats).astype(np.float32))
         if enc.target_kind == "classes":
@@ -523,7 +524,7 @@ class TabularSynthesizer:
         With a conditioning target, `target` fixes its value for every row (a scalar) or per
         row (a sequence of `n`); by default it is drawn from the target's (DP) distribution.
         With `calibrate`, `oversample`·n rows are drawn and n kept by weights that match the
-        encoder's marginals (`synthset.privacy.calibrate`); not when `target` is given.
+        encoder's marginals (`synthset.privacy.tabular.calibrate`); not when `target` is given.
         """
         if self.model is None:
             raise RuntimeError("fit or load the synthesizer before sampling")
@@ -563,7 +564,7 @@ class TabularSynthesizer:
     def _calibrated(
         self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None, n: int, seed: int
     ) -> np.ndarray:
-        """Indices of `n` rows drawn by raking weights (see `synthset.privacy.calibrate`)."""
+        """Indices of `n` rows drawn by raking weights (`synthset.privacy.tabular.calibrate`)."""
         enc = self.encoder
         n_cat = len(enc.categorical)
         indicators = [

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from synthset.privacy.encoder import as_float
-from synthset.privacy.schema import ColumnSpec, TableSchema
+from synthset.privacy.tabular.encoder import as_float
+from synthset.privacy.tabular.schema import ColumnSpec, TableSchema
 
 LINEAR_BELOW_ROWS = 5000
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from synthset.privacy.audit import audit, exact_matches, random_rows
-from synthset.privacy.gate import GateConfig, evaluate
-from synthset.privacy.schema import prepare_table
+from synthset.privacy.tabular.audit import audit, exact_matches, random_rows
+from synthset.privacy.tabular.gate import GateConfig, evaluate
+from synthset.privacy.tabular.schema import prepare_table
 from tests.privacy.conftest import mixed_frame
 
 

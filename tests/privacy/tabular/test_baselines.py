@@ -2,8 +2,8 @@
 
 import pytest
 
-from synthset.privacy.baselines import GaussianCopula, SmoteInterpolation
-from synthset.privacy.schema import prepare_table
+from synthset.privacy.tabular.baselines import GaussianCopula, SmoteInterpolation
+from synthset.privacy.tabular.schema import prepare_table
 
 
 @pytest.mark.parametrize("cls", [GaussianCopula, SmoteInterpolation])

@@ -4,7 +4,7 @@ weighted subset keeps distinct rows in order."""
 import numpy as np
 from scipy.special import ndtr
 
-from synthset.privacy.calibrate import margins, rake, weighted_subset
+from synthset.privacy.tabular.calibrate import margins, rake, weighted_subset
 
 
 def test_raking_then_subsetting_matches_every_marginal():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from synthset.privacy.cli import main
+from synthset.privacy.tabular.cli import main
 from tests.privacy.conftest import UTILITY_RELAXED
 
 TINY_ARGS = ["--steps", "20", "--threads", "1"]
@@ -86,7 +86,14 @@ def test_fit_then_sample(csv_file, tmp_path, capsys):
 
 def test_module_entry_point_has_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "synthset.privacy.cli", "tabular", "inspect", tmp_path / "x.csv"],
+        [
+            sys.executable,
+            "-m",
+            "synthset.privacy.tabular.cli",
+            "tabular",
+            "inspect",
+            tmp_path / "x.csv",
+        ],
         capture_output=True,
         text=True,
     )

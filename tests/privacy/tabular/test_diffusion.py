@@ -4,7 +4,7 @@ diffusers schedulers swapped by name."""
 import pytest
 import torch
 
-from synthset.privacy.diffusion import Denoiser, MixedDiffusion
+from synthset.privacy.tabular.diffusion import Denoiser, MixedDiffusion
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from synthset.privacy.encoder import TableEncoder, exact_stats, knot_count
-from synthset.privacy.schema import prepare_table
+from synthset.privacy.tabular.encoder import TableEncoder, exact_stats, knot_count
+from synthset.privacy.tabular.schema import prepare_table
 
 
 def test_round_trip_keeps_values_kinds_and_missing(frame):

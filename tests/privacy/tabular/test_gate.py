@@ -4,9 +4,9 @@ measured, block useless tables by default, and relax a check only when asked to.
 import numpy as np
 import pandas as pd
 
-from synthset.privacy.audit import audit
-from synthset.privacy.gate import GateConfig, evaluate
-from synthset.privacy.schema import prepare_table, split_holdout
+from synthset.privacy.tabular.audit import audit
+from synthset.privacy.tabular.gate import GateConfig, evaluate
+from synthset.privacy.tabular.schema import prepare_table, split_holdout
 
 
 def test_failures_say_which_metric_how_far_and_where():

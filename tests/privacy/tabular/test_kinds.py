@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthset.privacy.schema import prepare_table
-from synthset.privacy.synthesizer import TabularSynthesizer
-from synthset.privacy.timestamps import from_seconds, resolution_of, to_seconds
+from synthset.privacy.tabular.schema import prepare_table
+from synthset.privacy.tabular.synthesizer import TabularSynthesizer
+from synthset.privacy.tabular.timestamps import from_seconds, resolution_of, to_seconds
 from tests.privacy.conftest import TINY
 
 ROWS = 1500

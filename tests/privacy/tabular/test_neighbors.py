@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthset.privacy.neighbors import DistanceSpace, NeighbourIndex, search_recall
-from synthset.privacy.schema import prepare_table
+from synthset.privacy.tabular.neighbors import DistanceSpace, NeighbourIndex, search_recall
+from synthset.privacy.tabular.schema import prepare_table
 from tests.privacy.conftest import mixed_frame
 
 

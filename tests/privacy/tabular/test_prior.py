@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthset.privacy.diffusion import Denoiser, MixedDiffusion
-from synthset.privacy.prior import (
+from synthset.privacy.tabular.diffusion import Denoiser, MixedDiffusion
+from synthset.privacy.tabular.prior import (
     GaussianPrior,
     category_log_prior,
     clip_norm,

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from synthset.privacy.config import load_config, parse_config
 from synthset.privacy.errors import ReleaseBlocked, TableError
-from synthset.privacy.release import release
+from synthset.privacy.tabular.config import load_config, parse_config
+from synthset.privacy.tabular.release import release
 from synthset.storage.pull import pull
 from synthset.storage.versioning import list_versions
 from tests.privacy.conftest import TINY, UTILITY_RELAXED

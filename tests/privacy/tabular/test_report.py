@@ -8,10 +8,11 @@ import subprocess
 
 import pytest
 
-from synthset.privacy.audit import audit
-from synthset.privacy.gate import GateConfig, evaluate
-from synthset.privacy.report import build_report, privacy_statement, write_report
-from synthset.privacy.schema import prepare_table
+from synthset.privacy.report import write_report
+from synthset.privacy.tabular.audit import audit
+from synthset.privacy.tabular.gate import GateConfig, evaluate
+from synthset.privacy.tabular.report import build_report, privacy_statement
+from synthset.privacy.tabular.schema import prepare_table
 from tests.privacy.conftest import mixed_frame
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

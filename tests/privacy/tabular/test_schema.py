@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from synthset.privacy.errors import TableError
-from synthset.privacy.schema import TableSchema, load_table, prepare_table, split_holdout
+from synthset.privacy.tabular.schema import TableSchema, load_table, prepare_table, split_holdout
 
 
 def kinds(table):

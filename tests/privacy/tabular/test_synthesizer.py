@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthset.privacy.schema import prepare_table
-from synthset.privacy.synthesizer import CONFIG, WEIGHTS, TabularSynthesizer
+from synthset.privacy.tabular.schema import prepare_table
+from synthset.privacy.tabular.synthesizer import CONFIG, WEIGHTS, TabularSynthesizer
 from tests.privacy.conftest import TINY
 
 
@@ -101,7 +101,7 @@ def test_config_errors_are_clear():
 
 
 def test_unset_settings_follow_the_privacy_mode():
-    from synthset.privacy.synthesizer import DEFAULTS, SynthesizerConfig
+    from synthset.privacy.tabular.synthesizer import DEFAULTS, SynthesizerConfig
 
     plain, private = SynthesizerConfig(), SynthesizerConfig(epsilon=1.0)
     assert plain.hidden == DEFAULTS["plain"]["hidden"] and plain.steps == 4000
