@@ -9,7 +9,8 @@ Prefect and MLflow servers of `make servers`. Curation is switched off: it score
 and may top up counts with more generations, work the plain loop does not do. Prints both wall
 times and their ratio (target: ≤ 1.10 at N=1,024 on the default model at its default settings).
 
-    python bench/overhead.py [--images 256] [--steps 12] [--guidance 4] [--repeats 1]
+    python bench/overhead.py [--images 1024] [--steps 12] [--guidance 4] [--repeats 1]
+                             [--runner prefect|local]
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     parser.add_argument("--scheduler", default=None)
+    parser.add_argument("--runner", default="prefect", choices=["prefect", "local"])
     args = parser.parse_args()
 
     os.environ.setdefault("PREFECT_API_URL", servers.DEFAULT_PREFECT_API_URL)
@@ -160,6 +162,8 @@ def main() -> None:
                         "run",
                         str(manifest_path),
                         "--quiet",
+                        "--runner",
+                        args.runner,
                     ],
                     run_env,
                 )
@@ -167,7 +171,8 @@ def main() -> None:
     best_plain, best_run = min(plain), min(synthset_run)
     print(
         f"images: {args.images}, model: {args.model}, steps: {defaults.steps}, "
-        f"batch size: {args.batch_size}, repeats: {args.repeats} (best of)"
+        f"batch size: {args.batch_size}, repeats: {args.repeats} (best of), "
+        f"runner: {args.runner}"
     )
     print(f"plain diffusers loop: {best_plain:8.2f} s  ({args.images / best_plain:.2f} images/s)")
     print(f"synthset run:         {best_run:8.2f} s  ({args.images / best_run:.2f} images/s)")

@@ -10,11 +10,11 @@ ROC AUC), actg320, and `mixed`, a generated table with every column kind, missin
 rare categories. Each is split once (holdout 0.3, seed 0); every method is fitted on the
 training rows and samples as many rows. Yardsticks, the same for every method:
 
-- TSTR and TRTR with two model families (`synthset.privacy.utility.tstr`, linear and gbm);
+- TSTR and TRTR with two model families (`synthset.privacy.tabular.utility.tstr`, linear and gbm);
 - SDMetrics' QualityReport computed by sdmetrics 0.32 itself, in the SDV environment, as
   shipped (pairs scored only where the real correlation > 0.5 or association > 0.3) and over
   all pairs (the classic report);
-- DCR share, exact matches and membership-inference AUC (`synthset.privacy.audit`);
+- DCR share, exact matches and membership-inference AUC (`synthset.privacy.tabular.audit`);
 - CPU seconds of fit + sample (`time.process_time()` in process; `getrusage` in the worker);
 - per categorical/boolean column the largest category-share difference and per column the
   missing-rate difference against the training rows, in points, and the categories with at

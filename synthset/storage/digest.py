@@ -60,11 +60,6 @@ TABLE_FILE = "data.parquet"
 """The file that marks a tabular version (a synthetic table instead of images)."""
 
 
-def is_table_version(folder: str | Path) -> bool:
-    folder = Path(folder)
-    return (folder / TABLE_FILE).is_file() and not (folder / "metadata.parquet").is_file()
-
-
 def tree_digest(folder: str | Path) -> str:
     """Digest of every file under `folder`: sorted relative paths, each with length and bytes."""
     folder = Path(folder)
@@ -76,11 +71,3 @@ def tree_digest(folder: str | Path) -> str:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
     return "sha256:" + h.hexdigest()
-
-
-def version_digest(folder: str | Path) -> str:
-    """Recompute the digest of a version folder: from its `metadata.parquet` and images, or,
-    for a tabular version, over all its files."""
-    if is_table_version(folder):
-        return tree_digest(folder)
-    return content_digest(folder, pd.read_parquet(Path(folder) / "metadata.parquet"))

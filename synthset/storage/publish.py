@@ -18,7 +18,7 @@ from synthset.layout import DatasetLayout
 from synthset.manifest import Manifest
 from synthset.shards import read_shard_rows
 from synthset.storage.card import dataset_card
-from synthset.storage.digest import version_digest
+from synthset.storage.formats import version_digest
 
 if TYPE_CHECKING:
     from synthset.curation.curate import Curation

@@ -17,7 +17,7 @@ from PIL import Image
 from synthset.atomic import atomic_path
 from synthset.errors import DigestMismatch, SynthsetError
 from synthset.layout import cache_dir
-from synthset.storage.digest import TABLE_FILE, is_table_version, version_digest
+from synthset.storage.formats import ImageDataset, VersionFormat, format_of, version_digest
 from synthset.storage.transfer import unpack
 from synthset.storage.versioning import ARTIFACT_PATH, VersionInfo, _client, resolve_version
 
@@ -32,18 +32,21 @@ class PulledDataset:
     path: Path
 
     @property
+    def format(self) -> type[VersionFormat]:
+        found = format_of(self.path)
+        if found is None:
+            raise SynthsetError(f"{self.path} holds no known version format")
+        return found
+
+    @property
     def kind(self) -> str:
-        """`images` or `table` (a synthetic table)."""
-        return "table" if is_table_version(self.path) else "images"
+        """`images` or `table` (a synthetic table): the version's format (`storage.formats`)."""
+        return self.format.kind
 
     def to_pandas(self) -> pd.DataFrame:
         """The metadata table, with `image_path` holding each image's absolute path; for a
         tabular version, the synthetic table."""
-        if self.kind == "table":
-            return pd.read_parquet(self.path / TABLE_FILE)
-        frame = pd.read_parquet(self.path / "metadata.parquet")
-        frame.insert(2, "image_path", [str(self.path / f) for f in frame["file_name"]])
-        return frame
+        return self.format.to_pandas(self.path)
 
     def embeddings(self) -> np.ndarray:
         """The float16 CLIP image embeddings, one row per `to_pandas()` row, same order.
@@ -63,59 +66,15 @@ class PulledDataset:
 
     def to_torch(self, transform: Callable[[Image.Image], Any] | None = None) -> ImageDataset:
         """A `torch.utils.data.Dataset` of `{"image": tensor, **metadata}` dicts."""
-        if self.kind == "table":
-            raise SynthsetError(f"{self.name}@v{self.version} is a table; use to_pandas()")
-        return ImageDataset(self.to_pandas(), transform)
+        return self.format.to_torch(self.path, transform)
 
     def to_hf(self) -> Any:
         """The version as a Hugging Face `datasets.Dataset` (imagefolder with metadata)."""
-        import datasets
-
-        if self.kind == "table":
-            return datasets.Dataset.from_pandas(self.to_pandas(), preserve_index=False)
-        return datasets.load_dataset("imagefolder", data_dir=str(self.path), split="train")
-
-
-def _to_tensor(image: Image.Image) -> Any:
-    import torch
-
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-class ImageDataset:
-    """Images as CHW float tensors in [0, 1] (or `transform(image)`), with their metadata row.
-
-    Tags are lists of varying length, so batch with `collate_fn=ImageDataset.collate`.
-    """
-
-    def __init__(self, frame: pd.DataFrame, transform: Callable[[Image.Image], Any] | None = None):
-        self.frame = frame.reset_index(drop=True)
-        self.transform = transform or _to_tensor
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        row = self.frame.iloc[i].to_dict()
-        row["tags"] = list(row["tags"])
-        with Image.open(row["image_path"]) as image:
-            row["image"] = self.transform(image)
-        return row
-
-    @staticmethod
-    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-        """Stack images into one tensor; keep every other field as a list."""
-        import torch
-
-        out = {key: [item[key] for item in batch] for key in batch[0]}
-        out["image"] = torch.stack(out["image"])
-        return out
+        return self.format.to_hf(self.path)
 
 
 def _is_verified(folder: Path, digest: str) -> bool:
-    has_data = (folder / "metadata.parquet").is_file() or is_table_version(folder)
-    return has_data and version_digest(folder) == digest
+    return format_of(folder) is not None and version_digest(folder) == digest
 
 
 def _download(info: VersionInfo, dest: Path, tracking_uri: str | None) -> None:

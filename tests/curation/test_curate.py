@@ -15,7 +15,7 @@ from synthset.curation.score import score_shard
 from synthset.generators.shard import generate_shard
 from synthset.manifest import load_manifest
 from synthset.plan import extend_plan, make_plan
-from synthset.storage.digest import version_digest
+from synthset.storage.formats import version_digest
 from synthset.storage.publish import publish
 from tests.conftest import write_manifest
 

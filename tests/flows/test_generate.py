@@ -21,7 +21,7 @@ from synthset.flows.generate import generate_dataset
 from synthset.generators.shard import generate_shard
 from synthset.manifest import load_manifest
 from synthset.plan import make_plan
-from synthset.storage.digest import version_digest
+from synthset.storage.formats import version_digest
 from tests.conftest import write_manifest
 
 pytestmark = pytest.mark.slow

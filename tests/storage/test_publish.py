@@ -13,7 +13,8 @@ from synthset.generators.pipeline import ImageGenerator
 from synthset.generators.shard import ShardFailed, generate_shard
 from synthset.manifest import Manifest, load_manifest
 from synthset.plan import make_plan
-from synthset.storage.digest import content_digest, version_digest
+from synthset.storage.digest import content_digest
+from synthset.storage.formats import version_digest
 from synthset.storage.publish import publish
 from tests.conftest import write_manifest
 
