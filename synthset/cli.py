@@ -24,10 +24,12 @@ def _fail(message: str, code: int) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from synthset.generators.base import generator_class
     from synthset.manifest import load_manifest
     from synthset.plan import make_plan
 
     manifest = load_manifest(args.manifest)
+    generator_class(manifest.generator.kind)
     plan = make_plan(manifest)
     g = manifest.generator
     print(

@@ -50,10 +50,12 @@ SCHEDULERS: dict[str, str] = {
 
 
 class GeneratorConfig(BaseModel):
-    """How images are made: which diffusers pipeline, scheduler and sampling settings."""
+    """How images are made: the generator `kind` (default `diffusers`: any diffusers pipeline)
+    and its model, scheduler and sampling settings."""
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: str = Field("diffusers", min_length=1)
     model: str = Field(DEFAULT_MODEL, min_length=1)
     pipeline: Literal["text2img", "img2img", "inpaint"] = "text2img"
     scheduler: str | None = None
@@ -89,6 +91,8 @@ class GeneratorConfig(BaseModel):
         moving a checkout keeps sample ids.
         """
         settings = self.model_dump(exclude={"batch_size", "device"})
+        if self.kind == "diffusers":
+            del settings["kind"]
         if Path(self.model).is_dir():
             settings["model"] = _folder_identity(Path(self.model))
         return settings

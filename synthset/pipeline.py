@@ -25,6 +25,7 @@ from synthset.curation.curate import Curation, Pool, curate, extend_pool, load_p
 from synthset.curation.prior import PriorVersions, load_prior_versions
 from synthset.curation.score import ScoreReport, score_shard
 from synthset.curation.topup import more_images
+from synthset.generators.base import generator_class
 from synthset.generators.pipeline import pipeline_loads
 from synthset.generators.shard import ShardReport, generate_shard
 from synthset.manifest import GeneratorConfig, Manifest, load_manifest
@@ -283,6 +284,7 @@ def run_dataset(
     notify, clock = _Observers(observers), _Clock()
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
+    generator_class(manifest.generator.kind)
     plan = make_plan(manifest, datasets_root)
     runner.check(plan)
     notify.planned(plan)

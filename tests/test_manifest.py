@@ -168,7 +168,12 @@ BAD_MANIFESTS = {
     ),
     "unknown generator field": (
         "dataset: d\ngenerator: {colour: red}\nitems: [{prompt: x}]\n",
-        ["generator", "field 'colour'", "unknown field", "allowed: model, pipeline, scheduler"],
+        [
+            "generator",
+            "field 'colour'",
+            "unknown field",
+            "allowed: kind, model, pipeline, scheduler",
+        ],
     ),
     "unknown item field": (
         "dataset: d\nitems: [{prompt: x}, {prompt: y, prompts: z}]\n",

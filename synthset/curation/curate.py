@@ -30,24 +30,17 @@ import numpy as np
 import pandas as pd
 
 from synthset.curation.config import SCORE_COLUMNS, CurationConfig
+from synthset.curation.decisions import Decisions
 from synthset.curation.dedup import (
-    exact_survivors,
-    greedy_survivors,
-    hamming_matches,
-    hamming_pairs,
     rank_order,
-    semantic_duplicates,
 )
 from synthset.curation.filters import surplus, top_fraction
-from synthset.curation.index import Pairs, search_pairs
 from synthset.curation.metrics import item_table, summary
 from synthset.curation.plugins import base as plugins
 from synthset.curation.prior import PriorVersions
 from synthset.curation.score import read_scores, scored_by
-from synthset.curation.stats import phash_to_int
+from synthset.curation.tiers import TIERS
 from synthset.shards import read_shard_rows
-
-DECISION_COLUMNS = ("reject_reason", "detail", "dup_of", "dup_tier", "dup_version")
 
 
 @dataclass
@@ -138,159 +131,6 @@ class Curation:
         return self.items[self.items["shortfall"] > 0].reset_index(drop=True)
 
 
-class _Decisions:
-    """The decision columns being filled in, and which rows are still undecided."""
-
-    def __init__(self, n: int, sample_ids: np.ndarray):
-        self.ids = sample_ids
-        self.columns = {name: np.full(n, None, dtype=object) for name in DECISION_COLUMNS}
-
-    def open(self) -> np.ndarray:
-        return np.flatnonzero(pd.isna(self.columns["reject_reason"]))
-
-    def reject(self, rows: np.ndarray, reason: str, details: Sequence[str] | str) -> None:
-        self.columns["reject_reason"][rows] = reason
-        self.columns["detail"][rows] = details
-
-    def duplicate(
-        self,
-        rows: np.ndarray,
-        of: np.ndarray,
-        tier: str,
-        details: Sequence[str],
-        versions: Sequence[Any] | None = None,
-    ) -> None:
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) == 0:
-            return
-        self.columns["reject_reason"][rows] = [f"duplicate_of:{o}" for o in of]
-        self.columns["detail"][rows] = list(details)
-        self.columns["dup_of"][rows] = list(of)
-        self.columns["dup_tier"][rows] = tier
-        if versions is not None:
-            self.columns["dup_version"][rows] = [int(v) for v in versions]
-
-
-def _best_prior_match(own: np.ndarray, matched: pd.DataFrame, closest_first: bool) -> pd.DataFrame:
-    """One prior match per row (other sample ids only): closest, then oldest version, then id."""
-    matched = matched.assign(own=own[matched["row"].to_numpy()])
-    matched = matched[matched["sample_id"] != matched["own"]]
-    return matched.sort_values(
-        ["row", "value", "version", "sample_id"],
-        ascending=[True, closest_first, True, True],
-        kind="stable",
-    ).drop_duplicates("row")
-
-
-def _exact(d: _Decisions, rows: pd.DataFrame, rank: np.ndarray, prior: PriorVersions) -> None:
-    open_ = d.open()
-    hashes = rows["pixel_hash"].to_numpy()[open_]
-    old = prior.hashes.dropna(subset=["pixel_hash"])
-    if len(old) and len(open_):
-        query = pd.DataFrame({"row": open_, "pixel_hash": hashes})
-        matched = query.merge(old, on="pixel_hash").assign(value=0.0)
-        best = _best_prior_match(d.ids, matched, closest_first=True)
-        d.duplicate(
-            best["row"].to_numpy(),
-            best["sample_id"].to_numpy(),
-            "exact",
-            [f"exact: same pixels as v{v}" for v in best["version"]],
-            best["version"].to_numpy(),
-        )
-        open_ = d.open()
-        hashes = rows["pixel_hash"].to_numpy()[open_]
-    dup = exact_survivors(hashes, rank[open_])
-    hit = dup >= 0
-    d.duplicate(
-        open_[hit], d.ids[open_[dup[hit]]], "exact", ["exact: same pixels"] * int(hit.sum())
-    )
-
-
-def _perceptual(
-    d: _Decisions, rows: pd.DataFrame, rank: np.ndarray, prior: PriorVersions, distance: int
-) -> None:
-    open_ = d.open()
-    old = prior.hashes.dropna(subset=["phash"]).reset_index(drop=True)
-    if len(old) and len(open_):
-        codes = phash_to_int(rows["phash"].to_numpy()[open_])
-        found = hamming_matches(codes, phash_to_int(old["phash"]), distance)
-        matched = pd.DataFrame(
-            {
-                "row": open_[found.left],
-                "value": found.value,
-                "version": old["version"].to_numpy()[found.right],
-                "sample_id": old["sample_id"].to_numpy()[found.right],
-            }
-        )
-        best = _best_prior_match(d.ids, matched, closest_first=True)
-        d.duplicate(
-            best["row"].to_numpy(),
-            best["sample_id"].to_numpy(),
-            "perceptual",
-            [
-                f"perceptual: pHash distance {int(x)} to v{v}"
-                for x, v in zip(best["value"], best["version"], strict=True)
-            ],
-            best["version"].to_numpy(),
-        )
-        open_ = d.open()
-    codes = phash_to_int(rows["phash"].to_numpy()[open_])
-    dup, dist = greedy_survivors(rank[open_], hamming_pairs(codes, distance))
-    hit = dup >= 0
-    d.duplicate(
-        open_[hit],
-        d.ids[open_[dup[hit]]],
-        "perceptual",
-        [f"perceptual: pHash distance {int(x)}" for x in dist[hit]],
-    )
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    x = np.asarray(vectors, dtype=np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-    return x / np.where(norms > 0, norms, 1.0)
-
-
-def _semantic(
-    d: _Decisions,
-    embeddings: np.ndarray,
-    rank: np.ndarray,
-    prior: PriorVersions,
-    config: CurationConfig,
-) -> None:
-    threshold = config.dedup.semantic_threshold
-    for version in sorted(prior.indexes):
-        stored = prior.indexes[version]
-        open_ = d.open()
-        found: Pairs = search_pairs(stored.index, _unit(embeddings[open_]), threshold)
-        matched = pd.DataFrame(
-            {
-                "row": open_[found.left],
-                "value": found.value,
-                "version": version,
-                "sample_id": stored.sample_ids[found.right],
-            }
-        )
-        best = _best_prior_match(d.ids, matched, closest_first=False)
-        d.duplicate(
-            best["row"].to_numpy(),
-            best["sample_id"].to_numpy(),
-            "semantic",
-            [f"semantic: cosine {x:.4f} to v{version}" for x in best["value"]],
-            best["version"].to_numpy(),
-        )
-    open_ = d.open()
-    unit = _unit(embeddings[open_])
-    dup, cos = semantic_duplicates(unit, rank[open_], threshold, config.dedup.semantic_index)
-    hit = dup >= 0
-    d.duplicate(
-        open_[hit],
-        d.ids[open_[dup[hit]]],
-        "semantic",
-        [f"semantic: cosine {x:.4f}" for x in cos[hit]],
-    )
-
-
 def _scorer_columns(config: CurationConfig) -> list[str]:
     return [c for spec in config.scorers for c in plugins.scorer_class(spec).columns]
 
@@ -313,7 +153,7 @@ def curate(
     contrast = pd.to_numeric(rows["contrast"], errors="coerce")
     rows["blank"] = (contrast < config.blank_contrast).where(contrast.notna(), None)
     ids = rows["sample_id"].to_numpy()
-    d = _Decisions(len(rows), ids)
+    d = Decisions(len(rows), ids)
     status = rows["status"].to_numpy()
     failed = np.flatnonzero(status != "ok")
     d.reject(failed, "generation_failed", rows["error"].to_numpy()[failed])
@@ -342,12 +182,9 @@ def curate(
         mask, details = check.reject(rows.iloc[open_])
         d.reject(open_[np.asarray(mask, dtype=bool)], check.reason, details)
     rank = rank_order(score, ids)
-    if config.dedup.exact:
-        _exact(d, rows, rank, prior)
-    if config.dedup.perceptual:
-        _perceptual(d, rows, rank, prior, config.dedup.perceptual_distance)
-    if config.dedup.semantic:
-        _semantic(d, pool.embeddings, rank, prior, config)
+    for tier in TIERS.values():
+        if tier.enabled(config.dedup):
+            tier.run(d, rows, pool.embeddings, rank, prior, config)
     if config.keep_top_fraction is not None:
         open_ = d.open()
         groups = rows["prompt"].to_numpy()[open_] if config.top_fraction_by == "prompt" else None

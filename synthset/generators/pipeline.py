@@ -19,6 +19,7 @@ from PIL import Image
 
 from synthset.devices import resolve_device, resolve_dtype
 from synthset.errors import SynthsetError
+from synthset.generators.base import Generator, register
 from synthset.generators.builtin import resolve_model
 from synthset.generators.schedulers import make_scheduler
 from synthset.manifest import GenerationRequest, GeneratorConfig
@@ -90,8 +91,11 @@ def _load(model: str, kind: str, scheduler: str | None, dtype: str, device: str)
     return pipe.to(device)
 
 
-class ImageGenerator:
-    """Generates the images of a list of requests with one configured pipeline."""
+@register
+class ImageGenerator(Generator):
+    """Generates the images of a list of requests with one configured diffusers pipeline."""
+
+    kind = "diffusers"
 
     def __init__(self, config: GeneratorConfig):
         self.config = config
@@ -100,6 +104,18 @@ class ImageGenerator:
         )
         self.batch_size = config.batch_size
         self.height, self.width = self._size()
+
+    def settings(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "model": c.model,
+            "pipeline": c.pipeline,
+            "scheduler": c.scheduler or type(self.pipe.scheduler).__name__,
+            "steps": c.steps,
+            "guidance": c.guidance_scale,
+            "width": self.width,
+            "height": self.height,
+        }
 
     def _size(self) -> tuple[int, int]:
         pipe = self.pipe

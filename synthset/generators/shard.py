@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from synthset.generators.pipeline import ImageGenerator
+from synthset.generators.base import generator_for
 from synthset.manifest import GeneratorConfig
 from synthset.plan import Shard
 from synthset.shards import write_shard
@@ -31,7 +31,7 @@ def generate_shard(config: GeneratorConfig, shard: Shard) -> ShardReport:
     if shard.done:
         return ShardReport(shard.index, 0, 0, 0.0, skipped=True)
     start = time.perf_counter()
-    generator = ImageGenerator(config)
+    generator = generator_for(config)
     results = generator.generate(shard.requests)
     errors = [r.error for r in results if r.error is not None]
     attempted = [r for r in results if not r.input_error]
@@ -40,14 +40,5 @@ def generate_shard(config: GeneratorConfig, shard: Shard) -> ShardReport:
             f"shard {shard.index}: all {len(attempted)} images failed; first "
             f"error: {attempted[0].error}"
         )
-    settings = {
-        "model": config.model,
-        "pipeline": config.pipeline,
-        "scheduler": config.scheduler or type(generator.pipe.scheduler).__name__,
-        "steps": config.steps,
-        "guidance": config.guidance_scale,
-        "width": generator.width,
-        "height": generator.height,
-    }
-    images = write_shard(shard.folder, results, settings)
+    images = write_shard(shard.folder, results, generator.settings())
     return ShardReport(shard.index, images, len(errors), time.perf_counter() - start)
