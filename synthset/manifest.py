@@ -59,6 +59,7 @@ class GeneratorConfig(BaseModel):
     model: str = Field(DEFAULT_MODEL, min_length=1)
     pipeline: Literal["text2img", "img2img", "inpaint"] = "text2img"
     scheduler: str | None = None
+    scheduler_options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     steps: int = Field(20, ge=1, le=1000)
     guidance_scale: float = Field(7.5, ge=0.0, le=100.0)
     strength: float = Field(0.8, gt=0.0, le=1.0)
@@ -93,6 +94,8 @@ class GeneratorConfig(BaseModel):
         settings = self.model_dump(exclude={"batch_size", "device"})
         if self.kind == "diffusers":
             del settings["kind"]
+        if not self.scheduler_options:
+            del settings["scheduler_options"]
         if Path(self.model).is_dir():
             settings["model"] = _folder_identity(Path(self.model))
         return settings

@@ -9,6 +9,7 @@ made in. On CUDA the batch is halved and retried on out-of-memory.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from synthset.devices import resolve_device, resolve_dtype
 from synthset.errors import SynthsetError
 from synthset.generators.base import Generator, register
 from synthset.generators.builtin import resolve_model
-from synthset.generators.schedulers import make_scheduler
+from synthset.generators.schedulers import swap_scheduler
 from synthset.manifest import GenerationRequest, GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,30 @@ _LOADERS = {
 }
 
 
+def load_pipeline(
+    model: str,
+    kind: str,
+    scheduler: str | None,
+    dtype: str,
+    device: str,
+    scheduler_options: str = "{}",
+) -> Any:
+    """Load a diffusers pipeline once per process for each distinct (model, kind, ...) key;
+    `scheduler_options` is JSON (hashable for the cache)."""
+    return _cached(model, kind, scheduler, dtype, device, scheduler_options)
+
+
 @functools.lru_cache(maxsize=4)
-def load_pipeline(model: str, kind: str, scheduler: str | None, dtype: str, device: str) -> Any:
-    """Load a diffusers pipeline once per process for each distinct (model, kind, ...) key."""
+def _cached(
+    model: str, kind: str, scheduler: str | None, dtype: str, device: str, options: str
+) -> Any:
     with _LOADING:
-        return _load(model, kind, scheduler, dtype, device)
+        return _load(model, kind, scheduler, dtype, device, json.loads(options))
 
 
-def _load(model: str, kind: str, scheduler: str | None, dtype: str, device: str) -> Any:
+def _load(
+    model: str, kind: str, scheduler: str | None, dtype: str, device: str, options: dict
+) -> Any:
     import diffusers
 
     _quiet_libraries()
@@ -84,8 +101,8 @@ def _load(model: str, kind: str, scheduler: str | None, dtype: str, device: str)
         raise SynthsetError(
             f"cannot load model {model!r} as a {kind} pipeline: {str(exc).splitlines()[0]}"
         ) from exc
-    if scheduler is not None:
-        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    if scheduler is not None or options:
+        pipe.scheduler = swap_scheduler(pipe.scheduler, scheduler, options)
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s (%s) on %s as %s", model, type(pipe).__name__, device, torch_dtype)
     return pipe.to(device)
@@ -99,8 +116,9 @@ class ImageGenerator(Generator):
 
     def __init__(self, config: GeneratorConfig):
         self.config = config
+        options = json.dumps(config.scheduler_options, sort_keys=True)
         self.pipe = load_pipeline(
-            config.model, config.pipeline, config.scheduler, config.dtype, config.device
+            config.model, config.pipeline, config.scheduler, config.dtype, config.device, options
         )
         self.batch_size = config.batch_size
         self.height, self.width = self._size()
@@ -226,4 +244,4 @@ class ImageGenerator(Generator):
 
 def pipeline_loads() -> int:
     """How many pipelines this process has loaded (a worker reusing its model stays at 1)."""
-    return load_pipeline.cache_info().misses
+    return _cached.cache_info().misses
