@@ -29,7 +29,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from synthset.plan import make_plan
 
     manifest = load_manifest(args.manifest)
-    generator_class(manifest.generator.kind)
+    generator_class(manifest.generator.kind).check(manifest.generator)
     plan = make_plan(manifest)
     g = manifest.generator
     print(

@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
@@ -22,6 +24,22 @@ def cache_dir() -> Path:
     """Built-in models, pulled versions, earlier versions' indexes: `$SYNTHSET_CACHE`, else
     `~/.cache/synthset`."""
     return Path(os.environ.get("SYNTHSET_CACHE", Path.home() / ".cache" / "synthset"))
+
+
+PACKAGED_MODELS: dict[str, Path] = {
+    "synthset/tiny-digits": Path(__file__).parent / "models" / "weights" / "tiny-digits",
+}
+"""Built-in models shipped inside the package, by name."""
+
+MODEL_DEFAULTS = "synthset_defaults.json"
+"""A model folder's recommended `steps`, `guidance_scale` and `scheduler`."""
+
+
+def model_defaults(model: str) -> dict[str, Any]:
+    """The recommendations a packaged or local model folder carries (empty when none)."""
+    folder = PACKAGED_MODELS.get(model) or Path(model).expanduser()
+    path = folder / MODEL_DEFAULTS
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def datasets_root() -> Path:

@@ -32,6 +32,7 @@ from synthset.curation.config import (
     is_path_like,
 )
 from synthset.errors import ManifestError, describe_validation, format_loc
+from synthset.layout import model_defaults
 
 DEFAULT_MODEL = "synthset/tiny-digits"
 ITEM_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -60,8 +61,8 @@ class GeneratorConfig(BaseModel):
     pipeline: Literal["text2img", "img2img", "inpaint"] = "text2img"
     scheduler: str | None = None
     scheduler_options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-    steps: int = Field(20, ge=1, le=1000)
-    guidance_scale: float = Field(7.5, ge=0.0, le=100.0)
+    steps: int | None = Field(None, ge=1, le=1000)
+    guidance_scale: float | None = Field(None, ge=0.0, le=100.0)
     strength: float = Field(0.8, gt=0.0, le=1.0)
     height: int | None = Field(None, ge=8, le=4096, multiple_of=8)
     width: int | None = Field(None, ge=8, le=4096, multiple_of=8)
@@ -75,6 +76,19 @@ class GeneratorConfig(BaseModel):
         if name is not None and name not in SCHEDULERS:
             raise ValueError(f"{name!r} is not a scheduler; allowed: {', '.join(SCHEDULERS)}")
         return name
+
+    @model_validator(mode="after")
+    def _model_recommendations(self) -> GeneratorConfig:
+        """Settings the manifest leaves out come from the model folder's recommendations
+        (`synthset_defaults.json`), else 20 steps at guidance 7.5."""
+        recommended = model_defaults(self.model) if self.kind == "diffusers" else {}
+        if self.steps is None:
+            self.steps = int(recommended.get("steps", 20))
+        if self.guidance_scale is None:
+            self.guidance_scale = float(recommended.get("guidance_scale", 7.5))
+        if self.scheduler is None and recommended.get("scheduler") in SCHEDULERS:
+            self.scheduler = recommended["scheduler"]
+        return self
 
     @model_validator(mode="after")
     def _steps_survive_strength(self) -> GeneratorConfig:

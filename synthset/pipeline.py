@@ -284,7 +284,7 @@ def run_dataset(
     notify, clock = _Observers(observers), _Clock()
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
-    generator_class(manifest.generator.kind)
+    generator_class(manifest.generator.kind).check(manifest.generator)
     plan = make_plan(manifest, datasets_root)
     runner.check(plan)
     notify.planned(plan)

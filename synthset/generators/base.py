@@ -29,6 +29,10 @@ class Generator:
         """One result per request, in order: an image, or the error that prevented it."""
         raise NotImplementedError
 
+    @classmethod
+    def check(cls, config: GeneratorConfig) -> None:
+        """Refuse, before any work, settings this kind can never run (a `SynthsetError`)."""
+
     def settings(self) -> dict[str, Any]:
         """Columns recorded with every image of a shard (model, steps, size, ...)."""
         return {"generator": self.kind, "model": self.config.model}

@@ -9,19 +9,47 @@ cache folder and then loaded with `from_pretrained(folder)` like any downloaded 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from synthset.atomic import atomic_path
+from synthset.errors import SynthsetError
 from synthset.generators.tiny import save_tiny_sd_pipeline
-from synthset.layout import cache_dir
+from synthset.layout import PACKAGED_MODELS, cache_dir
 
 BUILTIN_MODELS: dict[str, Callable[[Path], Path]] = {
     "synthset/tiny-random": save_tiny_sd_pipeline,
 }
-PACKAGED_MODELS: dict[str, Path] = {
-    "synthset/tiny-digits": Path(__file__).parents[1] / "models" / "weights" / "tiny-digits",
-}
+
+
+def _looks_like_a_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+
+
+def require_model(name: str) -> Path | None:
+    """The model's local folder (None for a Hub id that will be downloaded), or a
+    `SynthsetError` saying why it cannot be found; nothing is downloaded or retried."""
+    if name in PACKAGED_MODELS or name in BUILTIN_MODELS:
+        return Path(resolve_model(name))
+    if _looks_like_a_path(name):
+        folder = Path(name).expanduser()
+        if not (folder / "model_index.json").is_file():
+            raise SynthsetError(
+                f"generator.model {name!r}: no diffusers model there (no model_index.json)"
+            )
+        return folder
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "model_index.json")
+    if isinstance(cached, str):
+        return Path(cached).parent
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise SynthsetError(
+            f"generator.model {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is "
+            "set; download it first (huggingface-cli download) or give a local folder"
+        )
+    return None
 
 
 def resolve_model(name: str) -> str:

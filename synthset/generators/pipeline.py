@@ -21,8 +21,8 @@ from PIL import Image
 from synthset.devices import resolve_device, resolve_dtype
 from synthset.errors import SynthsetError
 from synthset.generators.base import Generator, register
-from synthset.generators.builtin import resolve_model
-from synthset.generators.schedulers import swap_scheduler
+from synthset.generators.builtin import require_model, resolve_model
+from synthset.generators.schedulers import check_options, scheduler_class, swap_scheduler
 from synthset.manifest import GenerationRequest, GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,21 @@ class ImageGenerator(Generator):
         )
         self.batch_size = config.batch_size
         self.height, self.width = self._size()
+
+    @classmethod
+    def check(cls, config: GeneratorConfig) -> None:
+        """The model can be found (a folder, or the Hugging Face cache when offline) and the
+        scheduler takes the options."""
+        folder = require_model(config.model)
+        if not config.scheduler_options:
+            return
+        if config.scheduler is not None:
+            check_options(scheduler_class(config.scheduler), config.scheduler_options)
+        elif folder is not None and (folder / "scheduler" / "scheduler_config.json").is_file():
+            import diffusers
+
+            saved = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+            check_options(getattr(diffusers, saved["_class_name"]), config.scheduler_options)
 
     def settings(self) -> dict[str, Any]:
         c = self.config

@@ -25,6 +25,7 @@ Saved with `save_pretrained` (safetensors, float16 weights), the folder loads wi
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import tempfile
 import time
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from synthset.generators.tiny import write_clip_tokenizer
+from synthset.layout import MODEL_DEFAULTS
 from synthset.models.digits import IMAGE_SIZE, coloured_dataset, load_split
 
 log = logging.getLogger(__name__)
@@ -309,6 +311,8 @@ def save_pipeline(pipe: Any, folder: str | Path, fp16: bool = True) -> Path:
     if fp16:
         pipe.to(torch.float16)
     pipe.save_pretrained(folder, safe_serialization=True)
+    recommended = {"steps": DEFAULT_STEPS, "guidance_scale": DEFAULT_GUIDANCE}
+    (folder / MODEL_DEFAULTS).write_text(json.dumps(recommended) + "\n")
     return folder
 
 
