@@ -9,6 +9,7 @@ made in. On CUDA the batch is halved and retried on out-of-memory.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import threading
@@ -122,6 +123,7 @@ class ImageGenerator(Generator):
         )
         self.batch_size = config.batch_size
         self.height, self.width = self._size()
+        self.accepted = set(inspect.signature(self.pipe.__call__).parameters)
 
     @classmethod
     def check(cls, config: GeneratorConfig) -> None:
@@ -151,8 +153,7 @@ class ImageGenerator(Generator):
         }
 
     def _size(self) -> tuple[int, int]:
-        pipe = self.pipe
-        default = pipe.unet.config.sample_size * getattr(pipe, "vae_scale_factor", 8)
+        default = native_size(self.pipe)
         return self.config.height or default, self.config.width or default
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -164,6 +165,11 @@ class ImageGenerator(Generator):
         """
         import torch
 
+        if "negative_prompt" not in self.accepted and any(r.negative_prompt for r in requests):
+            raise SynthsetError(
+                f"{type(self.pipe).__name__} ({self.config.model}) takes no negative_prompt; "
+                "remove negative_prompt from the items"
+            )
         results: list[GenerationResult | None] = [None] * len(requests)
         ready: list[_Prepared] = []
         for position, request in enumerate(requests):
@@ -240,7 +246,6 @@ class ImageGenerator(Generator):
         cfg = self.config
         kwargs: dict[str, Any] = dict(
             prompt=[p.request.prompt for p in batch],
-            negative_prompt=[p.request.negative_prompt for p in batch],
             generator=[torch.Generator("cpu").manual_seed(p.request.seed) for p in batch],
             num_inference_steps=cfg.steps,
             guidance_scale=cfg.guidance_scale,
@@ -248,6 +253,8 @@ class ImageGenerator(Generator):
             width=self.width,
             output_type="pil",
         )
+        if "negative_prompt" in self.accepted:
+            kwargs["negative_prompt"] = [p.request.negative_prompt for p in batch]
         if cfg.pipeline != "text2img":
             kwargs["image"] = [p.image for p in batch]
             kwargs["strength"] = cfg.strength
@@ -255,6 +262,22 @@ class ImageGenerator(Generator):
             kwargs["mask_image"] = [p.mask for p in batch]
         with torch.inference_mode():
             return list(self.pipe(**kwargs).images)
+
+
+def native_size(pipe: Any) -> int:
+    """The image side a pipeline makes when not told: its default sample size (in latents)
+    times the VAE's scale factor, read from what the pipeline itself uses (UNet or
+    transformer pipelines alike)."""
+    scale = getattr(pipe, "vae_scale_factor", 8)
+    latents = getattr(pipe, "default_sample_size", None)
+    if latents is None:
+        denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        latents = getattr(getattr(denoiser, "config", None), "sample_size", None)
+    if latents is None:
+        raise SynthsetError(
+            f"{type(pipe).__name__} has no default image size; set generator.height and width"
+        )
+    return int(latents) * int(scale)
 
 
 def pipeline_loads() -> int:
