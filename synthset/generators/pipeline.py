@@ -27,6 +27,9 @@ from synthset.generators.schedulers import check_options, scheduler_class, swap_
 from synthset.manifest import GenerationRequest, GeneratorConfig
 
 log = logging.getLogger(__name__)
+_FITTING_BATCH: dict[str, int] = {}
+"""The batch size out-of-memory halving settled on, per model and device, for this process:
+later shards start there instead of running out of memory again."""
 _LOADING = threading.Lock()
 """Loads one model at a time: transformers' empty-weight initialisation is process-global."""
 
@@ -121,7 +124,7 @@ class ImageGenerator(Generator):
         self.pipe = load_pipeline(
             config.model, config.pipeline, config.scheduler, config.dtype, config.device, options
         )
-        self.batch_size = config.batch_size
+        self.batch_size = min(config.batch_size, _FITTING_BATCH.get(self._oom_key(), 1 << 30))
         self.height, self.width = self._size()
         self.accepted = set(inspect.signature(self.pipe.__call__).parameters)
 
@@ -207,6 +210,11 @@ class ImageGenerator(Generator):
             start += len(batch)
         return [r for r in results if r is not None]
 
+    def _oom_key(self) -> str:
+        """Batches that ran out of memory once will again: same model, size and device."""
+        c = self.config
+        return repr((c.model, c.pipeline, c.dtype, c.device, c.height, c.width))
+
     def _shrink_after_oom(self, size: int) -> bool:
         """Halve the batch size after CUDA ran out of memory; False when already at 1."""
         import torch
@@ -215,6 +223,7 @@ class ImageGenerator(Generator):
             return False
         torch.cuda.empty_cache()
         self.batch_size = size // 2
+        _FITTING_BATCH[self._oom_key()] = self.batch_size
         log.warning("CUDA out of memory at batch size %d; batch size now %d", size, self.batch_size)
         return True
 

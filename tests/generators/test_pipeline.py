@@ -7,6 +7,7 @@ from PIL import Image
 
 from synthset.devices import resolve_device
 from synthset.errors import SynthsetError
+from synthset.generators import pipeline as pipeline_module
 from synthset.generators.pipeline import ImageGenerator, load_pipeline
 from synthset.generators.schedulers import SCHEDULERS
 from synthset.manifest import GenerationRequest, GeneratorConfig
@@ -176,7 +177,8 @@ class _OutOfMemoryAbove(ImageGenerator):
         return super()._call(batch)
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_every_image(tiny_model):
+def test_out_of_memory_halves_the_batch_and_keeps_every_image(tiny_model, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "_FITTING_BATCH", {})
     reference = ImageGenerator(config(tiny_model, batch_size=1))
     generator = _OutOfMemoryAbove(config(tiny_model, batch_size=8))
     requests = [request(seed) for seed in range(8)]
@@ -185,6 +187,9 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_image(tiny_model):
 
     assert generator.calls == [8, 4, 2, 2, 2, 2]
     assert generator.batch_size == 2
+    next_shard = _OutOfMemoryAbove(config(tiny_model, batch_size=8))
+    next_shard.generate(requests[:4])
+    assert next_shard.calls == [2, 2], "the halving persists for the process"
     expected = reference.generate(requests)
     for got, want in zip(results, expected, strict=True):
         assert np.abs(pixels(got) - pixels(want)).max() <= 1
