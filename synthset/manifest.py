@@ -50,6 +50,16 @@ SCHEDULERS: dict[str, str] = {
 """Scheduler names a manifest may use, and the diffusers classes they stand for."""
 
 
+class LoraSpec(BaseModel):
+    """A LoRA adapter: a `.safetensors` file (or a folder holding
+    `pytorch_lora_weights.safetensors`) and the scale it is applied at."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1)
+    scale: float = Field(1.0, ge=-10.0, le=10.0)
+
+
 class GeneratorConfig(BaseModel):
     """How images are made: the generator `kind` (default `diffusers`: any diffusers pipeline)
     and its model, scheduler and sampling settings."""
@@ -61,6 +71,7 @@ class GeneratorConfig(BaseModel):
     pipeline: Literal["text2img", "img2img", "inpaint"] = "text2img"
     scheduler: str | None = None
     scheduler_options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    loras: list[LoraSpec] = Field(default_factory=list)
     steps: int | None = Field(None, ge=1, le=1000)
     guidance_scale: float | None = Field(None, ge=0.0, le=100.0)
     strength: float = Field(0.8, gt=0.0, le=1.0)
@@ -82,12 +93,17 @@ class GeneratorConfig(BaseModel):
         """Settings the manifest leaves out come from the model folder's recommendations
         (`synthset_defaults.json`), else 20 steps at guidance 7.5."""
         recommended = model_defaults(self.model) if self.kind == "diffusers" else {}
-        if self.steps is None:
-            self.steps = int(recommended.get("steps", 20))
-        if self.guidance_scale is None:
-            self.guidance_scale = float(recommended.get("guidance_scale", 7.5))
-        if self.scheduler is None and recommended.get("scheduler") in SCHEDULERS:
-            self.scheduler = recommended["scheduler"]
+        filled = {
+            "steps": int(recommended.get("steps", 20)) if self.steps is None else self.steps,
+            "guidance_scale": float(recommended.get("guidance_scale", 7.5))
+            if self.guidance_scale is None
+            else self.guidance_scale,
+            "scheduler": recommended.get("scheduler")
+            if self.scheduler is None and recommended.get("scheduler") in SCHEDULERS
+            else self.scheduler,
+        }
+        for name, value in filled.items():
+            object.__setattr__(self, name, value)
         return self
 
     @model_validator(mode="after")
@@ -110,6 +126,13 @@ class GeneratorConfig(BaseModel):
             del settings["kind"]
         if not self.scheduler_options:
             del settings["scheduler_options"]
+        if self.loras:
+            settings["loras"] = [
+                {"weights": _file_digest(lora_file(spec.path)), "scale": spec.scale}
+                for spec in self.loras
+            ]
+        else:
+            del settings["loras"]
         if Path(self.model).is_dir():
             settings["model"] = _folder_identity(Path(self.model))
         return settings
@@ -383,20 +406,48 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError(
             file, "the manifest has no items; give 'items' or 'items_from'", field="items"
         )
-    model = manifest.generator.model
-    if model.startswith((".", "/", "~")):
-        model_path = (base / model).expanduser().resolve()
-        if not model_path.exists():
-            raise ManifestError(
-                file, f"no such model folder: {model}", where="generator", field="model"
-            )
-        manifest.generator.model = str(model_path)
+    manifest.generator = _resolve_generator_files(manifest.generator, base, file)
     _resolve_clip_weights(manifest.curation.clip, base, file)
     manifest = manifest.model_copy(update={"items": items, "items_from": []})
     _check_conditions(manifest, file)
     expand(manifest, file=file)
     _check_topup_seeds(manifest, file)
     return manifest
+
+
+def lora_file(path: str) -> str:
+    """The weights file of a LoRA given as a file or as a folder saved by diffusers."""
+    folder_file = Path(path) / "pytorch_lora_weights.safetensors"
+    return str(folder_file) if Path(path).is_dir() else path
+
+
+def _resolve_generator_files(gen: GeneratorConfig, base: Path, file: str) -> GeneratorConfig:
+    """Model folder and LoRA paths become absolute (relative to the manifest) and must exist;
+    the model's recommended settings are read from the resolved folder."""
+    data = {name: getattr(gen, name) for name in gen.model_fields_set}
+    if gen.model.startswith((".", "/", "~")):
+        model_path = (base / gen.model).expanduser().resolve()
+        if not model_path.exists():
+            raise ManifestError(
+                file, f"no such model folder: {gen.model}", where="generator", field="model"
+            )
+        data["model"] = str(model_path)
+    loras = []
+    for i, spec in enumerate(gen.loras):
+        path = Path(lora_file(str((base / spec.path).expanduser().resolve())))
+        where = f"generator, loras[{i}]"
+        if not path.is_file():
+            raise ManifestError(file, f"no such LoRA file: {spec.path}", where=where, field="path")
+        if path.suffix != ".safetensors":
+            raise ManifestError(
+                file,
+                "LoRA weights must be .safetensors (pickled weights are refused)",
+                where=where,
+                field="path",
+            )
+        loras.append(spec.model_copy(update={"path": str(path)}))
+    data["loras"] = loras
+    return GeneratorConfig.model_validate(data)
 
 
 def _resolve_clip_weights(clip: ClipConfig, base: Path, file: str) -> None:

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -78,7 +79,7 @@ def load_pipeline(
     scheduler_options: str = "{}",
 ) -> Any:
     """Load a diffusers pipeline once per process for each distinct (model, kind, ...) key;
-    `scheduler_options` is JSON (hashable for the cache)."""
+    `scheduler_options` is JSON (hashable for the cache), with the LoRAs under `loras`."""
     return _cached(model, kind, scheduler, dtype, device, scheduler_options)
 
 
@@ -105,11 +106,26 @@ def _load(
         raise SynthsetError(
             f"cannot load model {model!r} as a {kind} pipeline: {str(exc).splitlines()[0]}"
         ) from exc
+    loras = options.pop("loras", [])
     if scheduler is not None or options:
         pipe.scheduler = swap_scheduler(pipe.scheduler, scheduler, options)
+    if loras:
+        _load_loras(pipe, loras)
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s (%s) on %s as %s", model, type(pipe).__name__, device, torch_dtype)
     return pipe.to(device)
+
+
+def _load_loras(pipe: Any, loras: list[dict[str, Any]]) -> None:
+    """Each LoRA (a safetensors file) as a named adapter, all active at their scales."""
+    names = [f"lora{i}" for i in range(len(loras))]
+    for name, spec in zip(names, loras, strict=True):
+        path = Path(spec["path"])
+        try:
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)
+        except (OSError, ValueError, KeyError) as exc:
+            raise SynthsetError(f"cannot load LoRA {path}: {str(exc).splitlines()[0]}") from exc
+    pipe.set_adapters(names, adapter_weights=[spec["scale"] for spec in loras])
 
 
 @register
@@ -120,7 +136,10 @@ class ImageGenerator(Generator):
 
     def __init__(self, config: GeneratorConfig):
         self.config = config
-        options = json.dumps(config.scheduler_options, sort_keys=True)
+        settings: dict[str, Any] = dict(config.scheduler_options)
+        if config.loras:
+            settings["loras"] = [spec.model_dump() for spec in config.loras]
+        options = json.dumps(settings, sort_keys=True)
         self.pipe = load_pipeline(
             config.model, config.pipeline, config.scheduler, config.dtype, config.device, options
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,18 +40,41 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_address():
-    """`ray start --head` with 2 CPUs and no GPU, in a private temp folder (short: Ray's
-    socket paths must fit in 107 bytes); stopped by `ray stop` afterwards."""
+    """`ray start --head --block` with 2 CPUs and no GPU in its own process group and a private
+    temp folder (short: Ray's socket paths must fit in 107 bytes), stopped by signalling that
+    group only: `ray stop` would stop every Ray cluster of the machine."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     port = _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    start = [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}"]
+    start = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}"]
     start += ["--num-cpus=2", "--num-gpus=0", f"--temp-dir={temp}", "--include-dashboard=false"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    head = subprocess.Popen(
+        start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    _wait_for_port(port, head)
     os.environ["RAY_AUTH_MODE"] = "disabled"
     yield f"127.0.0.1:{port}"
-    subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    import ray
+
+    ray.shutdown()
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
     shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_port(port: int, head: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited with {head.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError("the Ray head did not listen in time")
 
 
 def _manifest(folder: Path, model: str, device: str = "cpu") -> Path:
