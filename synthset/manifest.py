@@ -72,6 +72,8 @@ class GeneratorConfig(BaseModel):
     scheduler: str | None = None
     scheduler_options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     loras: list[LoraSpec] = Field(default_factory=list)
+    revision: str | None = Field(None, min_length=1)
+    true_cfg_scale: float | None = Field(None, ge=1.0, le=100.0)
     steps: int | None = Field(None, ge=1, le=1000)
     guidance_scale: float | None = Field(None, ge=0.0, le=100.0)
     strength: float = Field(0.8, gt=0.0, le=1.0)
@@ -126,6 +128,9 @@ class GeneratorConfig(BaseModel):
             del settings["kind"]
         if not self.scheduler_options:
             del settings["scheduler_options"]
+        for optional in ("revision", "true_cfg_scale"):
+            if settings[optional] is None:
+                del settings[optional]
         if self.loras:
             settings["loras"] = [
                 {"weights": _file_digest(lora_file(spec.path)), "scale": spec.scale}

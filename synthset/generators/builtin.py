@@ -27,7 +27,7 @@ def _looks_like_a_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
 
 
-def require_model(name: str) -> Path | None:
+def require_model(name: str, revision: str | None = None) -> Path | None:
     """The model's local folder (None for a Hub id that will be downloaded), or a
     `SynthsetError` saying why it cannot be found; nothing is downloaded or retried."""
     if name in PACKAGED_MODELS or name in BUILTIN_MODELS:
@@ -41,7 +41,7 @@ def require_model(name: str) -> Path | None:
         return folder
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(name, "model_index.json")
+    cached = try_to_load_from_cache(name, "model_index.json", revision=revision)
     if isinstance(cached, str):
         return Path(cached).parent
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):

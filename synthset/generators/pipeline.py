@@ -100,8 +100,9 @@ def _load(
     loader = getattr(diffusers, _LOADERS[kind])
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    revision = options.pop("revision", None)
     try:
-        pipe = loader.from_pretrained(resolve_model(model), dtype=torch_dtype)
+        pipe = loader.from_pretrained(resolve_model(model), dtype=torch_dtype, revision=revision)
     except (OSError, ValueError) as exc:
         raise SynthsetError(
             f"cannot load model {model!r} as a {kind} pipeline: {str(exc).splitlines()[0]}"
@@ -139,6 +140,8 @@ class ImageGenerator(Generator):
         settings: dict[str, Any] = dict(config.scheduler_options)
         if config.loras:
             settings["loras"] = [spec.model_dump() for spec in config.loras]
+        if config.revision:
+            settings["revision"] = config.revision
         options = json.dumps(settings, sort_keys=True)
         self.pipe = load_pipeline(
             config.model, config.pipeline, config.scheduler, config.dtype, config.device, options
@@ -151,7 +154,7 @@ class ImageGenerator(Generator):
     def check(cls, config: GeneratorConfig) -> None:
         """The model can be found (a folder, or the Hugging Face cache when offline) and the
         scheduler takes the options."""
-        folder = require_model(config.model)
+        folder = require_model(config.model, config.revision)
         if not config.scheduler_options:
             return
         if config.scheduler is not None:
@@ -191,6 +194,11 @@ class ImageGenerator(Generator):
             raise SynthsetError(
                 f"{type(self.pipe).__name__} ({self.config.model}) takes no negative_prompt; "
                 "remove negative_prompt from the items"
+            )
+        if self.config.true_cfg_scale is not None and "true_cfg_scale" not in self.accepted:
+            raise SynthsetError(
+                f"{type(self.pipe).__name__} takes no true_cfg_scale (Flux-style true "
+                "classifier-free guidance); use guidance_scale"
             )
         results: list[GenerationResult | None] = [None] * len(requests)
         ready: list[_Prepared] = []
@@ -283,6 +291,8 @@ class ImageGenerator(Generator):
         )
         if "negative_prompt" in self.accepted:
             kwargs["negative_prompt"] = [p.request.negative_prompt for p in batch]
+        if cfg.true_cfg_scale is not None:
+            kwargs["true_cfg_scale"] = cfg.true_cfg_scale
         if cfg.pipeline != "text2img":
             kwargs["image"] = [p.image for p in batch]
             kwargs["strength"] = cfg.strength

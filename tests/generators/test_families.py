@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from synthset.errors import SynthsetError
 from synthset.generators import tiny
+from synthset.generators.pipeline import ImageGenerator
+from synthset.manifest import GenerationRequest, GeneratorConfig
 from synthset.pipeline import run_dataset
 from synthset.runners.local import LocalRunner
 from tests.conftest import write_manifest
@@ -108,3 +112,22 @@ def test_t5_tokenizer_ends_prompts_and_knows_every_character():
     assert tokenizer.unk_token_id not in ids
     assert tokenizer.convert_ids_to_tokens(ids[:3]) == ["▁A", "▁red", "▁seven"]
     assert tokenizer("a", padding="max_length", max_length=4).input_ids[-1] == 0
+
+
+def _request(negative: str = "") -> GenerationRequest:
+    return GenerationRequest(
+        sample_id="s", item_index=0, index=0, seed=1, prompt="a red seven", negative_prompt=negative
+    )
+
+
+def test_flux_takes_true_cfg_with_a_negative_prompt_and_sd_refuses_it(tiny_flux, tiny_model):
+    flux = GeneratorConfig(model=tiny_flux, steps=2, device="cpu", height=32, width=32)
+    plain = ImageGenerator(flux).generate([_request()])[0]
+    true_cfg = ImageGenerator(flux.model_copy(update={"true_cfg_scale": 3.0}))
+    guided = true_cfg.generate([_request(negative="blurry")])[0]
+
+    assert plain.error is None and guided.error is None
+    assert np.abs(np.asarray(plain.image, float) - np.asarray(guided.image, float)).mean() > 0.5
+    sd = GeneratorConfig(model=tiny_model, steps=2, device="cpu", true_cfg_scale=3.0)
+    with pytest.raises(SynthsetError, match="takes no true_cfg_scale"):
+        ImageGenerator(sd).generate([_request()])
