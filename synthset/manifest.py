@@ -60,6 +60,20 @@ class LoraSpec(BaseModel):
     scale: float = Field(1.0, ge=-10.0, le=10.0)
 
 
+class SpeedConfig(BaseModel):
+    """GPU speed options (`synthset.generators.speed`); all off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attention: str | None = None
+    compile: bool = False
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    offload: Literal["none", "model", "sequential"] = "none"
+
+
 class GeneratorConfig(BaseModel):
     """How images are made: the generator `kind` (default `diffusers`: any diffusers pipeline)
     and its model, scheduler and sampling settings."""
@@ -74,6 +88,7 @@ class GeneratorConfig(BaseModel):
     loras: list[LoraSpec] = Field(default_factory=list)
     revision: str | None = Field(None, min_length=1)
     true_cfg_scale: float | None = Field(None, ge=1.0, le=100.0)
+    speed: SpeedConfig = Field(default_factory=SpeedConfig)
     steps: int | None = Field(None, ge=1, le=1000)
     guidance_scale: float | None = Field(None, ge=0.0, le=100.0)
     strength: float = Field(0.8, gt=0.0, le=1.0)
@@ -123,7 +138,7 @@ class GeneratorConfig(BaseModel):
         A local model folder stands for its configs and weight file sizes, not its path, so
         moving a checkout keeps sample ids.
         """
-        settings = self.model_dump(exclude={"batch_size", "device"})
+        settings = self.model_dump(exclude={"batch_size", "device", "speed"})
         if self.kind == "diffusers":
             del settings["kind"]
         if not self.scheduler_options:

@@ -25,7 +25,8 @@ from synthset.errors import SynthsetError
 from synthset.generators.base import Generator, register
 from synthset.generators.builtin import require_model, resolve_model
 from synthset.generators.schedulers import check_options, scheduler_class, swap_scheduler
-from synthset.manifest import GenerationRequest, GeneratorConfig
+from synthset.generators.speed import apply_speed
+from synthset.manifest import GenerationRequest, GeneratorConfig, SpeedConfig
 
 log = logging.getLogger(__name__)
 _FITTING_BATCH: dict[str, int] = {}
@@ -108,13 +109,14 @@ def _load(
             f"cannot load model {model!r} as a {kind} pipeline: {str(exc).splitlines()[0]}"
         ) from exc
     loras = options.pop("loras", [])
+    speed = SpeedConfig.model_validate(options.pop("speed", {}))
     if scheduler is not None or options:
         pipe.scheduler = swap_scheduler(pipe.scheduler, scheduler, options)
     if loras:
         _load_loras(pipe, loras)
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s (%s) on %s as %s", model, type(pipe).__name__, device, torch_dtype)
-    return pipe.to(device)
+    return apply_speed(pipe, speed, device)
 
 
 def _load_loras(pipe: Any, loras: list[dict[str, Any]]) -> None:
@@ -142,6 +144,8 @@ class ImageGenerator(Generator):
             settings["loras"] = [spec.model_dump() for spec in config.loras]
         if config.revision:
             settings["revision"] = config.revision
+        if config.speed != SpeedConfig():
+            settings["speed"] = config.speed.model_dump()
         options = json.dumps(settings, sort_keys=True)
         self.pipe = load_pipeline(
             config.model, config.pipeline, config.scheduler, config.dtype, config.device, options
