@@ -190,36 +190,43 @@ class ImageGenerator(Generator):
 
         A request whose condition images cannot be read fails alone, before generation, with
         `input_error` set; the others are generated. When CUDA runs out of memory the batch
-        size is halved (for the rest of this generator's life) and the batch retried.
+        size is halved (for the rest of this process) and the batch retried.
         """
-        import torch
-
-        if "negative_prompt" not in self.accepted and any(r.negative_prompt for r in requests):
-            raise SynthsetError(
-                f"{type(self.pipe).__name__} ({self.config.model}) takes no negative_prompt; "
-                "remove negative_prompt from the items"
-            )
-        if self.config.true_cfg_scale is not None and "true_cfg_scale" not in self.accepted:
-            raise SynthsetError(
-                f"{type(self.pipe).__name__} takes no true_cfg_scale (Flux-style true "
-                "classifier-free guidance); use guidance_scale"
-            )
+        self._refuse_unsupported(requests)
         results: list[GenerationResult | None] = [None] * len(requests)
         ready: list[_Prepared] = []
         for position, request in enumerate(requests):
             try:
-                ready.append(
-                    _Prepared(
-                        position,
-                        request,
-                        self._condition(request.image, "RGB"),
-                        self._condition(request.mask, "L"),
-                    )
-                )
+                image = self._condition(request.image, "RGB")
+                mask = self._condition(request.mask, "L")
+                ready.append(_Prepared(position, request, image, mask))
             except (OSError, ValueError) as exc:
                 results[position] = GenerationResult(
                     request, error=f"unreadable condition image: {exc}", input_error=True
                 )
+        for prepared, result in self._batches(ready):
+            results[prepared.position] = result
+        return [r for r in results if r is not None]
+
+    def _refuse_unsupported(self, requests: Sequence[GenerationRequest]) -> None:
+        """Settings this pipeline cannot take are the user's to fix, before any image."""
+        name = type(self.pipe).__name__
+        if "negative_prompt" not in self.accepted and any(r.negative_prompt for r in requests):
+            raise SynthsetError(
+                f"{name} ({self.config.model}) takes no negative_prompt; "
+                "remove negative_prompt from the items"
+            )
+        if self.config.true_cfg_scale is not None and "true_cfg_scale" not in self.accepted:
+            raise SynthsetError(
+                f"{name} takes no true_cfg_scale (Flux-style true classifier-free guidance); "
+                "use guidance_scale"
+            )
+
+    def _batches(self, ready: list[_Prepared]) -> list[tuple[_Prepared, GenerationResult]]:
+        """Every prepared request with its result, batch by batch, halving after OOM."""
+        import torch
+
+        done: list[tuple[_Prepared, GenerationResult]] = []
         start = 0
         while start < len(ready):
             batch = ready[start : start + self.batch_size]
@@ -228,18 +235,13 @@ class ImageGenerator(Generator):
             except torch.OutOfMemoryError:
                 if self._shrink_after_oom(len(batch)):
                     continue
-                batch, batch_results = (
-                    batch[:1],
-                    [
-                        GenerationResult(
-                            batch[0].request, error="CUDA out of memory at batch size 1"
-                        )
-                    ],
-                )
-            for prepared, result in zip(batch, batch_results, strict=True):
-                results[prepared.position] = result
+                batch = batch[:1]
+                batch_results = [
+                    GenerationResult(batch[0].request, error="CUDA out of memory at batch size 1")
+                ]
+            done += zip(batch, batch_results, strict=True)
             start += len(batch)
-        return [r for r in results if r is not None]
+        return done
 
     def _oom_key(self) -> str:
         """Batches that ran out of memory once will again: same model, size and device."""
