@@ -89,6 +89,8 @@ class GeneratorConfig(BaseModel):
     revision: str | None = Field(None, min_length=1)
     true_cfg_scale: float | None = Field(None, ge=1.0, le=100.0)
     speed: SpeedConfig = Field(default_factory=SpeedConfig)
+    controlnet: str | None = Field(None, min_length=1)
+    controlnet_scale: float = Field(1.0, ge=0.0, le=5.0)
     steps: int | None = Field(None, ge=1, le=1000)
     guidance_scale: float | None = Field(None, ge=0.0, le=100.0)
     strength: float = Field(0.8, gt=0.0, le=1.0)
@@ -124,6 +126,12 @@ class GeneratorConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _controlnet_is_text2img(self) -> GeneratorConfig:
+        if self.controlnet and self.pipeline != "text2img":
+            raise ValueError("controlnet works with pipeline text2img (a control per item)")
+        return self
+
+    @model_validator(mode="after")
     def _steps_survive_strength(self) -> GeneratorConfig:
         if self.pipeline != "text2img" and int(self.steps * self.strength) < 1:
             raise ValueError(
@@ -143,7 +151,11 @@ class GeneratorConfig(BaseModel):
             del settings["kind"]
         if not self.scheduler_options:
             del settings["scheduler_options"]
-        for optional in ("revision", "true_cfg_scale"):
+        if self.controlnet is None:
+            del settings["controlnet_scale"]
+        elif Path(self.controlnet).is_dir():
+            settings["controlnet"] = _folder_identity(Path(self.controlnet))
+        for optional in ("revision", "true_cfg_scale", "controlnet"):
             if settings[optional] is None:
                 del settings[optional]
         if self.loras:
@@ -168,12 +180,14 @@ def _folder_identity(folder: Path) -> str:
 
 
 class Conditions(BaseModel):
-    """Condition images of an item: `image` for img2img and inpainting, `mask` for inpainting."""
+    """Condition images of an item: `image` for img2img and inpainting, `mask` for inpainting,
+    `control` for a ControlNet."""
 
     model_config = ConfigDict(extra="forbid")
 
     image: str | None = None
     mask: str | None = None
+    control: str | None = None
 
 
 class Item(BaseModel):
@@ -231,6 +245,7 @@ class GenerationRequest(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     image: str | None = None
     mask: str | None = None
+    control: str | None = None
 
 
 _MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
@@ -337,7 +352,7 @@ def _resolve_conditions(item: Item, base: Path, file: str, where: str) -> Item:
     if item.conditions is None:
         return item
     resolved = {}
-    for name in ("image", "mask"):
+    for name in ("image", "mask", "control"):
         value = getattr(item.conditions, name)
         if value is None:
             continue
@@ -375,6 +390,8 @@ def _load_items_file(spec: str, base: Path, manifest_file: str) -> list[Item]:
 def _check_conditions(manifest: Manifest, file: str) -> None:
     kind = manifest.generator.pipeline
     needed = {"text2img": (), "img2img": ("image",), "inpaint": ("image", "mask")}[kind]
+    if manifest.generator.controlnet:
+        needed = (*needed, "control")
     for i, item in enumerate(manifest.items):
         given = {k for k, v in (item.conditions or Conditions()).model_dump().items() if v}
         for name in needed:
@@ -389,8 +406,8 @@ def _check_conditions(manifest: Manifest, file: str) -> None:
         if extra:
             raise ManifestError(
                 file,
-                f"pipeline '{kind}' takes no condition '{sorted(extra)[0]}'; "
-                "use pipeline img2img or inpaint",
+                f"pipeline '{kind}' takes no condition '{sorted(extra)[0]}'; use pipeline "
+                "img2img or inpaint, or generator.controlnet for 'control'",
                 where=f"items[{i}].conditions",
                 field=sorted(extra)[0],
             )
@@ -452,6 +469,16 @@ def _resolve_generator_files(gen: GeneratorConfig, base: Path, file: str) -> Gen
                 file, f"no such model folder: {gen.model}", where="generator", field="model"
             )
         data["model"] = str(model_path)
+    if gen.controlnet and gen.controlnet.startswith((".", "/", "~")):
+        folder = (base / gen.controlnet).expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            raise ManifestError(
+                file,
+                f"no ControlNet folder (config.json) at {gen.controlnet}",
+                where="generator",
+                field="controlnet",
+            )
+        data["controlnet"] = str(folder)
     loras = []
     for i, spec in enumerate(gen.loras):
         path = Path(lora_file(str((base / spec.path).expanduser().resolve())))
@@ -494,6 +521,7 @@ def _image_identity(item: Item) -> dict[str, Any]:
         "negative_prompt": item.negative_prompt,
         "image": _file_digest(cond.image),
         "mask": _file_digest(cond.mask),
+        **({"control": _file_digest(cond.control)} if cond.control else {}),
     }
 
 
@@ -587,6 +615,7 @@ def expand(
                     metadata=item.metadata,
                     image=cond.image,
                     mask=cond.mask,
+                    control=cond.control,
                 )
             )
     return requests

@@ -46,6 +46,7 @@ def request_row(request: GenerationRequest) -> dict[str, Any]:
         "metadata": json.dumps(request.metadata, sort_keys=True, default=str),
         "condition_image": request.image,
         "condition_mask": request.mask,
+        "condition_control": request.control,
         "item_index": request.item_index,
         "index": request.index,
     }

@@ -52,6 +52,7 @@ class _Prepared:
     request: GenerationRequest
     image: Image.Image | None
     mask: Image.Image | None
+    control: Image.Image | None = None
 
 
 def _quiet_libraries() -> None:
@@ -102,8 +103,14 @@ def _load(
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     revision = options.pop("revision", None)
+    extra: dict[str, Any] = {}
+    if controlnet := options.pop("controlnet", None):
+        extra["controlnet"] = _controlnet(controlnet, torch_dtype)
+        loader = diffusers.AutoPipelineForText2Image
     try:
-        pipe = loader.from_pretrained(resolve_model(model), dtype=torch_dtype, revision=revision)
+        pipe = loader.from_pretrained(
+            resolve_model(model), dtype=torch_dtype, revision=revision, **extra
+        )
     except (OSError, ValueError) as exc:
         raise SynthsetError(
             f"cannot load model {model!r} as a {kind} pipeline: {str(exc).splitlines()[0]}"
@@ -117,6 +124,18 @@ def _load(
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s (%s) on %s as %s", model, type(pipe).__name__, device, torch_dtype)
     return apply_speed(pipe, speed, device)
+
+
+def _controlnet(path: str, dtype: Any) -> Any:
+    """A ControlNet of the class its config names (SD/SDXL `ControlNetModel`, Flux's, ...)."""
+    import diffusers
+
+    try:
+        config = diffusers.ControlNetModel.load_config(path)
+        cls = getattr(diffusers, config.get("_class_name", "ControlNetModel"))
+        return cls.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SynthsetError(f"cannot load ControlNet {path!r}: {str(exc).splitlines()[0]}") from exc
 
 
 def _load_loras(pipe: Any, loras: list[dict[str, Any]]) -> None:
@@ -144,6 +163,8 @@ class ImageGenerator(Generator):
             settings["loras"] = [spec.model_dump() for spec in config.loras]
         if config.revision:
             settings["revision"] = config.revision
+        if config.controlnet:
+            settings["controlnet"] = config.controlnet
         if config.speed != SpeedConfig():
             settings["speed"] = config.speed.model_dump()
         options = json.dumps(settings, sort_keys=True)
@@ -199,7 +220,8 @@ class ImageGenerator(Generator):
             try:
                 image = self._condition(request.image, "RGB")
                 mask = self._condition(request.mask, "L")
-                ready.append(_Prepared(position, request, image, mask))
+                control = self._condition(request.control, "RGB")
+                ready.append(_Prepared(position, request, image, mask, control))
             except (OSError, ValueError) as exc:
                 results[position] = GenerationResult(
                     request, error=f"unreadable condition image: {exc}", input_error=True
@@ -304,6 +326,10 @@ class ImageGenerator(Generator):
             kwargs["strength"] = cfg.strength
         if cfg.pipeline == "inpaint":
             kwargs["mask_image"] = [p.mask for p in batch]
+        if cfg.controlnet:
+            key = "control_image" if "control_image" in self.accepted else "image"
+            kwargs[key] = [p.control for p in batch]
+            kwargs["controlnet_conditioning_scale"] = cfg.controlnet_scale
         with torch.inference_mode():
             return list(self.pipe(**kwargs).images)
 
