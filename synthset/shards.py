@@ -35,6 +35,10 @@ def shard_is_done(folder: Path) -> bool:
     return (folder / MARKER).is_file()
 
 
+CONDITION_COLUMNS = ("condition_image", "condition_mask", "condition_control")
+"""Metadata columns naming an item's condition images (in a version: `conditions/<hash>`)."""
+
+
 def request_row(request: GenerationRequest) -> dict[str, Any]:
     """The columns a request contributes to its metadata row."""
     return {

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from synthset.shards import CONDITION_COLUMNS
+
 _CHUNK = 1 << 20
 PROVENANCE = ("created_at",)
 """Metadata columns that record when, not what: left out of the digest."""
@@ -51,6 +53,9 @@ def content_digest(folder: str | Path, metadata: pd.DataFrame) -> str:
         with path.open("rb") as f:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
+    conditions = {p for c in CONDITION_COLUMNS if c in metadata for p in metadata[c].dropna()}
+    for name in sorted(conditions):
+        h.update(name.encode() + b"\0" + (folder / name).read_bytes())
     for chunk in _metadata_chunks(metadata):
         h.update(str(len(chunk)).encode() + b"\0" + chunk)
     return "sha256:" + h.hexdigest()

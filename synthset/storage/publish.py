@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import yaml
 
 from synthset.layout import DatasetLayout
 from synthset.manifest import Manifest
-from synthset.shards import read_shard_rows
+from synthset.shards import CONDITION_COLUMNS, read_shard_rows
 from synthset.storage.card import dataset_card
 from synthset.storage.formats import version_digest
 
@@ -87,12 +88,41 @@ def _curation_report(curation: Curation, manifest: Manifest) -> dict[str, Any]:
     }
 
 
+def _store_conditions(folder: Path, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Condition images travel with the version: each file once, as `conditions/<sha256>` with
+    its suffix, and the rows point at it; no local absolute path is published."""
+    stored: dict[str, str] = {}
+
+    def store(path: Any) -> Any:
+        if not isinstance(path, str):
+            return None
+        if path not in stored:
+            source = Path(path)
+            name = f"conditions/{hashlib.sha256(source.read_bytes()).hexdigest()}"
+            name += source.suffix.lower()
+            if not (folder / name).exists():
+                (folder / "conditions").mkdir(exist_ok=True)
+                _link_or_copy(source, folder / name)
+            stored[path] = name
+        return stored[path]
+
+    out = []
+    for frame in frames:
+        frame = frame.copy()
+        for column in CONDITION_COLUMNS:
+            if column in frame:
+                frame[column] = frame[column].map(store)
+        out.append(frame)
+    return out
+
+
 def _assemble(
     folder: Path, shards: Sequence[Path], manifest: Manifest, curation: Curation | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True)
     kept, rejected = _split_uncurated(shards) if curation is None else _split_curated(curation)
+    kept, rejected = _store_conditions(folder, [kept, rejected])
     kept = _ordered(kept, ["sample_id", "file_name"])
     rejected = _ordered(rejected, ["sample_id", "reject_reason", "detail", "file_name"])
     wanted = {Path(f).name for f in kept["file_name"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from synthset.errors import ManifestError
 from synthset.manifest import load_manifest
 from synthset.pipeline import run_dataset
 from synthset.runners.local import LocalRunner
+from synthset.storage.formats import version_digest
 from tests.conftest import write_manifest
 
 
@@ -69,8 +71,14 @@ def test_a_controlnet_steers_the_images_by_its_scale(
     on, off = _images(runs["on"]), _images(runs["off"])
     assert on.shape == off.shape == (2, 32, 32, 3)
     assert np.abs(on - off).mean() > 1.0
-    meta = pd.read_parquet(runs["on"].published.path / "metadata.parquet")
-    assert meta["condition_control"].str.endswith("edges.png").all()
+    folder = runs["on"].published.path
+    meta = pd.read_parquet(folder / "metadata.parquet")
+    (stored,) = set(meta["condition_control"])
+    digest = hashlib.sha256((tmp_path / "edges.png").read_bytes()).hexdigest()
+    assert stored == f"conditions/{digest}.png" and (folder / stored).is_file()
+    assert version_digest(folder) == runs["on"].published.digest
+    (folder / stored).write_bytes(b"edited")
+    assert version_digest(folder) != runs["on"].published.digest
 
 
 def test_a_controlnet_needs_a_control_image_on_every_item(tiny_model, tiny_controlnet, tmp_path):
