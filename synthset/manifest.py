@@ -154,7 +154,7 @@ class GeneratorConfig(BaseModel):
         if self.controlnet is None:
             del settings["controlnet_scale"]
         elif Path(self.controlnet).is_dir():
-            settings["controlnet"] = _folder_identity(Path(self.controlnet))
+            settings["controlnet"] = folder_identity(Path(self.controlnet))
         for optional in ("revision", "true_cfg_scale", "controlnet"):
             if settings[optional] is None:
                 del settings[optional]
@@ -166,11 +166,11 @@ class GeneratorConfig(BaseModel):
         else:
             del settings["loras"]
         if Path(self.model).is_dir():
-            settings["model"] = _folder_identity(Path(self.model))
+            settings["model"] = folder_identity(Path(self.model))
         return settings
 
 
-def _folder_identity(folder: Path) -> str:
+def folder_identity(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()

@@ -17,6 +17,7 @@ from synthset.atomic import atomic_path
 from synthset.errors import SynthsetError
 from synthset.generators.tiny import save_tiny_sd_pipeline
 from synthset.layout import PACKAGED_MODELS, cache_dir
+from synthset.manifest import folder_identity
 
 BUILTIN_MODELS: dict[str, Callable[[Path], Path]] = {
     "synthset/tiny-random": save_tiny_sd_pipeline,
@@ -50,6 +51,20 @@ def require_model(name: str, revision: str | None = None) -> Path | None:
             "set; download it first (huggingface-cli download) or give a local folder"
         )
     return None
+
+
+def model_fingerprint(name: str, revision: str | None = None) -> str:
+    """What exactly a version was made with: a local folder by its configs and weight sizes,
+    a Hub model by the commit its cached snapshot resolved to."""
+    try:
+        folder = require_model(name, revision)
+    except SynthsetError:
+        folder = None
+    if folder is None:
+        return f"hub:{name}@{revision or 'unresolved'}"
+    if "snapshots" in folder.parts:
+        return f"hub:{name}@{folder.name}"
+    return folder_identity(folder)
 
 
 def resolve_model(name: str) -> str:

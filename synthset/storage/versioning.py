@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from synthset.errors import DatasetNotFound, SynthsetError
+from synthset.generators.builtin import model_fingerprint
 from synthset.manifest import Manifest, plan_digest
 from synthset.storage.publish import PublishedVersion
 from synthset.storage.transfer import IMAGES, SHARDS, pack
@@ -186,7 +187,10 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def _params(manifest: Manifest, images_requested: int) -> dict[str, str]:
-    params = {f"generator.{k}": v for k, v in manifest.generator.model_dump().items()}
+    g = manifest.generator
+    params = {f"generator.{k}": v for k, v in g.model_dump().items()}
+    if g.kind == "diffusers":
+        params["generator.weights"] = model_fingerprint(g.model, g.revision)
     params |= _flatten("curation", manifest.curation.model_dump(mode="json"))
     params |= {
         "dataset": manifest.dataset,

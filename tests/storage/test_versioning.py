@@ -1,13 +1,14 @@
 """Dataset versions as MLflow runs in a real SQLite tracking store: record, list, aliases."""
 
 import tarfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from synthset.errors import DatasetNotFound, SynthsetError
-from synthset.manifest import plan_digest
+from synthset.manifest import folder_identity, plan_digest
 from synthset.storage.publish import PublishedVersion
 from synthset.storage.versioning import (
     list_datasets,
@@ -56,6 +57,7 @@ def test_a_version_is_a_finished_run_with_tags_params_metrics_input_and_artifact
     params = run.data.params
     assert params["dataset"] == "ver-run"
     assert params["generator.model"] == tiny_model
+    assert params["generator.weights"] == folder_identity(Path(tiny_model))
     assert params["generator.steps"] == "2"
     assert params["images_requested"] == "3"
     assert params["plan"] == plan_digest(manifest)
