@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -195,12 +195,16 @@ def _record(
     metrics: dict[str, float],
     curation: Curation | None,
     tracking_uri: str | None,
+    tags: Mapping[str, str],
+    started: float,
 ) -> str:
     series = {}
     if curation is not None:
         series = {f"item.{k}": curation.items[k].astype(float).tolist() for k in ITEM_SERIES}
     frame = plan.requests_frame()
-    return record_version(published, plan.manifest, frame, metrics, tracking_uri, series)
+    return record_version(
+        published, plan.manifest, frame, metrics, tracking_uri, series, tags, started
+    )
 
 
 class _Rounds:
@@ -273,13 +277,15 @@ def run_dataset(
     datasets_root: str | Path | None = None,
     tracking_uri: str | None = None,
     observers: Sequence[RunObserver] = (),
+    tags: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Generate, curate, publish and version the dataset `manifest` describes.
 
     A re-run of the same manifest resumes: shards finished in staging are skipped. MLflow (a
-    second or more to import) is imported in the background while images are made.
+    second or more to import) is imported in the background while images are made. `tags` go
+    on the MLflow run (e.g. the Prefect flow run that made it); its duration covers the run.
     """
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     threading.Thread(target=importlib.import_module, args=("mlflow",), daemon=True).start()
     notify, clock = _Observers(observers), _Clock()
     if not isinstance(manifest, Manifest):
@@ -297,7 +303,15 @@ def run_dataset(
     clock.add("publish", t)
     metrics = {**_metrics(rounds, published, curation, clock), "topup_rounds": topups}
     run_id = runner.step(
-        "record-version", _record, published, rounds.plan, metrics, curation, tracking_uri
+        "record-version",
+        _record,
+        published,
+        rounds.plan,
+        metrics,
+        curation,
+        tracking_uri,
+        dict(tags or {}),
+        started,
     )
     result = RunResult(
         published,

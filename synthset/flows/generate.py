@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
+    create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
@@ -43,6 +45,7 @@ class FlowArtifacts(RunObserver):
 
     def planned(self, plan: Plan) -> None:
         n, name = len(plan.requests), plan.manifest.dataset
+        _tag_flow_run(f"dataset:{name}")
         self.progress_id = create_progress_artifact(
             0.0,
             key=_artifact_key(name, "progress"),
@@ -87,6 +90,14 @@ class FlowArtifacts(RunObserver):
         )
         if result.curation is not None:
             _curation_artifacts(name, p.version, result.curation)
+        _tag_flow_run(f"dataset:{name}", f"version:v{p.version}")
+        card = (p.path / "README.md").read_text()
+        create_markdown_artifact(
+            f"**MLflow run**: `{result.mlflow_run_id}` · folder `{p.path}` · digest "
+            f"`{p.digest}` · sample grid: `sample_grid.png` in the MLflow run\n\n{card}",
+            key=_artifact_key(name, "card"),
+            description=f"{name} v{p.version}: the dataset card",
+        )
         self.logger.info("published %s v%d (%d images) at %s", name, p.version, p.images, p.path)
 
 
@@ -124,7 +135,28 @@ def _curation_artifacts(name: str, version: int, curation: Curation) -> None:
 
 
 def _run_name() -> str:
-    return f"{Path(flow_run.parameters['manifest_path']).stem}"
+    """The dataset's name (what a data engineer looks for), else the manifest file's."""
+    path = Path(flow_run.parameters["manifest_path"])
+    try:
+        return str(yaml.safe_load(path.read_text())["dataset"])
+    except Exception:
+        return path.stem
+
+
+def _ui_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
+    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run.get_id()}" if ui else None
+
+
+def _tag_flow_run(*tags: str) -> None:
+    """Add tags to this flow run (Prefect's `tags` context reaches task runs only)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run.get_id())
+        client.update_flow_run(run.id, tags=sorted({*run.tags, *tags}))
 
 
 @flow(
@@ -144,12 +176,16 @@ def generate_dataset(
     Returns the version's name, number, folder, digest, image counts, shortfall, MLflow run
     id and the flow run's id.
     """
+    prefect = {"prefect.flow_run_id": str(flow_run.get_id())}
+    if url := _ui_url():
+        prefect["prefect.flow_run_url"] = url
     result = run_dataset(
         manifest_path,
         PrefectRunner(shard_timeout),
         datasets_root=datasets_root,
         tracking_uri=tracking_uri,
         observers=[FlowArtifacts(), *OBSERVERS],
+        tags=prefect,
     )
     return {**result.summary(), "flow_run_id": str(flow_run.get_id())}
 

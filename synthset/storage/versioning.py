@@ -23,11 +23,14 @@ import pandas as pd
 from synthset.errors import DatasetNotFound, SynthsetError
 from synthset.generators.builtin import model_fingerprint
 from synthset.manifest import Manifest, plan_digest
+from synthset.storage.grid import sample_grid
 from synthset.storage.publish import PublishedVersion
 from synthset.storage.transfer import IMAGES, SHARDS, pack
 
 EXPERIMENT_PREFIX = "synthset/"
 ARTIFACT_PATH = "dataset"
+GRID = "sample_grid.png"
+TAG_PARENT = "synthset.parent_version"
 TAG_DATASET = "synthset.dataset"
 TAG_VERSION = "synthset.version"
 TAG_DIGEST = "synthset.digest"
@@ -240,22 +243,26 @@ def record_run(
     tags: Mapping[str, str],
     log: Callable[[Any, str], None],
     tracking_uri: str | None = None,
+    started: float | None = None,
 ) -> str:
     """Record a published version as a finished MLflow run; `latest` moves to the highest version.
 
     `log(client, run_id)` logs what is particular to the kind of dataset; then the version
     folder is uploaded. The run carries the version tags only once its artifacts are uploaded,
     and a failure marks it FAILED, so a run that failed half-way is never mistaken for a
-    version. Returns the run id.
+    version. `started` (epoch seconds) makes the run's duration cover the whole job. Returns
+    the run id.
     """
     from mlflow.entities import RunTag
 
     client = _client(tracking_uri)
     exp = _experiment(client, published.name, create=True)
+    parent = {TAG_PARENT: str(published.version - 1)} if published.version > 1 else {}
     run = client.create_run(
         exp.experiment_id,
+        start_time=int(started * 1000) if started else None,
         run_name=f"{published.name}-v{published.version}",
-        tags={TAG_DATASET: published.name, **tags},
+        tags={TAG_DATASET: published.name, **parent, **tags},
     )
     run_id = run.info.run_id
     try:
@@ -284,11 +291,15 @@ def record_version(
     metrics: Mapping[str, float],
     tracking_uri: str | None = None,
     series: Mapping[str, Sequence[float]] | None = None,
+    tags: Mapping[str, str] | None = None,
+    started: float | None = None,
 ) -> str:
-    """Record a published image dataset version (see `record_run`) with its manifest.
+    """Record a published image dataset version (see `record_run`) with its manifest and a
+    sample grid (`sample_grid.png`, beside `dataset/`, outside the digest).
 
     `series` are per-item metrics, logged with the item index as the step (one chart per
-    metric in the MLflow UI; NaN values are left out). Returns the run id.
+    metric in the MLflow UI; NaN values are left out); `tags` are added to the run (the Prefect
+    flow run that made it). Returns the run id.
     """
     from mlflow.entities import Metric, Param
     from mlflow.utils.time import get_current_time_millis
@@ -309,5 +320,10 @@ def record_version(
         for start in range(0, len(steps), 1000):
             client.log_batch(run_id, metrics=steps[start : start + 1000])
         _log_manifest_input(client, run_id, manifest, requests)
+        files = pd.read_parquet(published.path / "metadata.parquet", columns=["file_name"])
+        grid = sample_grid(published.path, files["file_name"].tolist())
+        if grid is not None:
+            client.log_image(run_id, grid, artifact_file=GRID)
 
-    return record_run(published, {TAG_PLAN: plan_digest(manifest)}, log, tracking_uri)
+    run_tags = {TAG_PLAN: plan_digest(manifest), **(tags or {})}
+    return record_run(published, run_tags, log, tracking_uri, started)

@@ -80,14 +80,24 @@ def test_flow_publishes_and_versions(prefect_api, tracking_uri, tiny_model, tmp_
     assert (folder / "index" / "semantic.faiss").is_file() and (folder / "curation.json").is_file()
     assert load_scorer.cache_info().misses - loads.misses <= 1
 
+    assert run.data.tags["prefect.flow_run_id"] == result["flow_run_id"]
+    assert "synthset.parent_version" not in run.data.tags
+    artifacts = {a.path for a in MlflowClient(tracking_uri).list_artifacts(result["mlflow_run_id"])}
+    assert "sample_grid.png" in artifacts
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(result["flow_run_id"])
         assert flow_run.state.is_completed()
+        assert flow_run.name == "flow-e2e"
+        assert {"dataset:flow-e2e", "version:v1"} <= set(flow_run.tags)
+        (card,) = _artifacts(client, flow_run.id, ["flow-e2e-card"]).values()
+        assert result["mlflow_run_id"] in card.data and "## Curation" in card.data
         tasks = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
         )
         shard_runs = [t for t in tasks if t.name.startswith("shard-")]
         assert len(shard_runs) == 2 and all(t.state.is_completed() for t in shard_runs)
+        first_shard = min(t.start_time for t in shard_runs).timestamp() * 1000
+        assert run.info.start_time <= first_shard, "the MLflow run covers the whole job"
         assert [t.name for t in tasks if t.name.startswith("curate-")] == ["curate-0"]
         tables = _artifacts(client, flow_run.id, ["flow-e2e-rejections", "flow-e2e-items"])
         assert json.loads(tables["flow-e2e-rejections"].data) == [{"reason": "kept", "images": 9}]
@@ -120,6 +130,8 @@ def test_rerun_skips_done_shards_and_versions_again(
 
     again = generate_dataset(str(path), tracking_uri=tracking_uri)
     assert again["version"] == 2
+    tags = MlflowClient(tracking_uri).get_run(again["mlflow_run_id"]).data.tags
+    assert tags["synthset.parent_version"] == "1"
     assert again["digest"] == result["digest"]
 
 
