@@ -78,7 +78,12 @@ class _Bar:
 
 def _run(args: argparse.Namespace, bar: _Bar) -> dict:
     manifest = str(Path(args.manifest).resolve())
-    options = {"datasets_root": args.datasets_root, "tracking_uri": args.tracking_uri}
+    options = {
+        "datasets_root": args.datasets_root,
+        "tracking_uri": args.tracking_uri,
+        "force": args.force,
+        "fail_on_shortfall": args.fail_on_shortfall,
+    }
     if args.runner == "local":
         from synthset.pipeline import run_dataset
         from synthset.runners.local import LocalRunner
@@ -119,6 +124,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(f"run failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
     finally:
         bar.bar.close()
+    if result.get("unchanged"):
+        print(
+            f"unchanged:   the result equals {result['name']}@v{result['version']}; nothing "
+            "new was published (--force publishes a copy)"
+        )
     print(f"dataset:     {result['name']}")
     print(
         f"version:     v{result['version']}  ({result['images']} images, "
@@ -247,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --runner ray: the cluster's HOST:PORT or ray://HOST:PORT; "
         "auto (default) for the cluster of this machine or a new local one",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even when the result equals the latest version (default: keep that one)",
+    )
+    p.add_argument(
+        "--fail-on-shortfall",
+        action="store_true",
+        help="fail the run, publishing nothing, when items stay short of their counts",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("ls", parents=[tracking], help="list datasets, versions, digests, aliases")

@@ -32,9 +32,15 @@ from synthset.manifest import GeneratorConfig, Manifest, load_manifest
 from synthset.plan import Plan, Shard, extend_plan, make_plan
 from synthset.storage.history import earlier_versions
 from synthset.storage.publish import PublishedVersion, publish
-from synthset.storage.versioning import last_version_number, record_version
+from synthset.storage.versioning import list_versions_or_none, record_version
 
 MAX_TOPUP_ROUNDS = 8
+
+
+class ShortfallError(RuntimeError):
+    """Items stayed short of their counts and the run was asked to fail then."""
+
+
 ITEM_SERIES = ("kept", "shortfall", "attempted", "mean_clip_score", "vendi", "pairwise_distance")
 T = TypeVar("T")
 
@@ -134,6 +140,7 @@ class RunResult:
             "rejected_by_reason": self.curation.rejected_counts() if self.curation else {},
             "shortfall": self.shortfall(),
             "topup_rounds": self.topup_rounds,
+            "unchanged": p.unchanged,
             "mlflow_run_id": self.mlflow_run_id,
             "seconds": self.seconds,
         }
@@ -183,10 +190,18 @@ def _curate(pool: Pool, manifest: Manifest, prior: PriorVersions) -> Curation:
     return curate(pool, manifest.curation, counts, prompts, prior)
 
 
-def _publish(plan: Plan, tracking_uri: str | None, curation: Curation | None) -> PublishedVersion:
-    first = last_version_number(plan.manifest.dataset, tracking_uri) + 1
+def _publish(
+    plan: Plan, tracking_uri: str | None, curation: Curation | None, force: bool
+) -> tuple[PublishedVersion, str | None]:
+    """The published version and, when it is the latest one made again (not `force`d), the
+    latest version's MLflow run id (nothing new is published or recorded)."""
+    versions = list_versions_or_none(plan.manifest.dataset, tracking_uri)
+    latest = versions[-1] if versions else None
+    first = (latest.version if latest else 0) + 1
+    same = (latest.version, latest.digest) if latest and not force else None
     folders = [s.folder for s in plan.shards]
-    return publish(plan.layout, plan.digest, folders, plan.manifest, first, curation)
+    published = publish(plan.layout, plan.digest, folders, plan.manifest, first, curation, same)
+    return published, (latest.run_id if published.unchanged and latest else None)
 
 
 def _record(
@@ -278,12 +293,16 @@ def run_dataset(
     tracking_uri: str | None = None,
     observers: Sequence[RunObserver] = (),
     tags: Mapping[str, str] | None = None,
+    force: bool = False,
+    fail_on_shortfall: bool = False,
 ) -> RunResult:
     """Generate, curate, publish and version the dataset `manifest` describes.
 
     A re-run of the same manifest resumes: shards finished in staging are skipped. MLflow (a
     second or more to import) is imported in the background while images are made. `tags` go
     on the MLflow run (e.g. the Prefect flow run that made it); its duration covers the run.
+    A run that makes exactly the latest version again publishes nothing unless `force`;
+    `fail_on_shortfall` fails a run whose items are short of their counts, before publishing.
     """
     t0, started = time.perf_counter(), time.time()
     threading.Thread(target=importlib.import_module, args=("mlflow",), daemon=True).start()
@@ -298,11 +317,19 @@ def run_dataset(
     t = clock.add("plan", t0)
     rounds = _Rounds(runner, plan, notify, clock)
     curation, topups = rounds.run(prior)
+    if fail_on_shortfall and curation is not None and len(curation.shortfall()):
+        short = curation.shortfall()
+        raise ShortfallError(
+            f"{len(short)} items short of their count ({int(short['shortfall'].sum())} images) "
+            "after their attempt budget; nothing was published (--fail-on-shortfall)"
+        )
     t = time.perf_counter()
-    published = runner.step("publish-version", _publish, rounds.plan, tracking_uri, curation)
+    published, run_id = runner.step(
+        "publish-version", _publish, rounds.plan, tracking_uri, curation, force
+    )
     clock.add("publish", t)
     metrics = {**_metrics(rounds, published, curation, clock), "topup_rounds": topups}
-    run_id = runner.step(
+    run_id = run_id or runner.step(
         "record-version",
         _record,
         published,

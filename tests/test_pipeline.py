@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 
 from synthset.flows.generate import generate_dataset
-from synthset.pipeline import RunObserver, run_dataset
+from synthset.pipeline import RunObserver, ShortfallError, run_dataset
 from synthset.runners.local import LocalRunner
+from synthset.storage.versioning import list_versions_or_none
 from tests.conftest import write_manifest
 
 
@@ -68,8 +70,8 @@ def test_the_library_call_needs_no_prefect_and_matches_the_flow(
     flow = generate_dataset(str(path), datasets_root=str(tmp_path / "b"), tracking_uri=tracking_uri)
 
     assert flow["digest"] == result.published.digest
-    assert flow["version"] == result.published.version + 1
-    assert Path(flow["path"]).parent == tmp_path / "b" / "lib-run"
+    assert flow["unchanged"] and flow["version"] == result.published.version
+    assert not list((tmp_path / "b" / "lib-run").glob("v*"))
 
 
 class _Warnings(RunObserver):
@@ -131,3 +133,19 @@ def test_a_fresh_datasets_folder_dedups_against_the_registry(tracking_uri, tiny_
     assert len(unreadable) == 1 and unreadable[0] in blind.curation.prior_skipped
     card = (blind.published.path / "README.md").read_text()
     assert "**not deduplicated against** v1: cannot be read from the registry" in card
+
+
+def test_fail_on_shortfall_fails_the_run_and_publishes_nothing(tracking_uri, tiny_model, tmp_path):
+    text = f"""
+dataset: lib-short
+generator: {{model: {tiny_model}, steps: 2, device: cpu}}
+curation: {{min_clip_score: 100, attempt_budget: 1}}
+items: [{{prompt: a red seven, count: 2, seed: 1}}]
+"""
+    path = write_manifest(tmp_path, text)
+
+    with pytest.raises(ShortfallError, match="1 items short of their count \\(2 images\\)"):
+        run_dataset(path, LocalRunner(), tracking_uri=tracking_uri, fail_on_shortfall=True)
+
+    assert not list((tmp_path / "datasets" / "lib-short").glob("v*"))
+    assert list_versions_or_none("lib-short", tracking_uri) == []

@@ -91,9 +91,12 @@ class FlowArtifacts(RunObserver):
         if result.curation is not None:
             _curation_artifacts(name, p.version, result.curation)
         _tag_flow_run(f"dataset:{name}", f"version:v{p.version}")
-        card = (p.path / "README.md").read_text()
+        card_file = p.path / "README.md"
+        card = card_file.read_text() if card_file.is_file() else ""
+        unchanged = f"**Unchanged**: equals v{p.version}; nothing new was published.\n\n"
         create_markdown_artifact(
-            f"**MLflow run**: `{result.mlflow_run_id}` · folder `{p.path}` · digest "
+            (unchanged if p.unchanged else "")
+            + f"**MLflow run**: `{result.mlflow_run_id}` · folder `{p.path}` · digest "
             f"`{p.digest}` · sample grid: `sample_grid.png` in the MLflow run\n\n{card}",
             key=_artifact_key(name, "card"),
             description=f"{name} v{p.version}: the dataset card",
@@ -170,6 +173,8 @@ def generate_dataset(
     datasets_root: str | None = None,
     tracking_uri: str | None = None,
     shard_timeout: float | None = None,
+    force: bool = False,
+    fail_on_shortfall: bool = False,
 ) -> dict[str, Any]:
     """Generate, curate, publish and version the dataset a manifest describes.
 
@@ -186,6 +191,8 @@ def generate_dataset(
         tracking_uri=tracking_uri,
         observers=[FlowArtifacts(), *OBSERVERS],
         tags=prefect,
+        force=force,
+        fail_on_shortfall=fail_on_shortfall,
     )
     return {**result.summary(), "flow_run_id": str(flow_run.get_id())}
 

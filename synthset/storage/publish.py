@@ -34,7 +34,8 @@ _DECISIONS = ("reject_reason", "detail", "dup_of", "dup_tier", "dup_version")
 
 @dataclass(frozen=True)
 class PublishedVersion:
-    """A version folder that has been published."""
+    """A version folder that has been published; `unchanged` when the run made exactly the
+    latest version again and nothing new was published (then `path` is that version's)."""
 
     name: str
     version: int
@@ -42,6 +43,7 @@ class PublishedVersion:
     digest: str
     images: int
     rejected: int
+    unchanged: bool = False
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -181,6 +183,7 @@ def publish(
     manifest: Manifest,
     first_version: int = 1,
     curation: Curation | None = None,
+    latest: tuple[int, str] | None = None,
 ) -> PublishedVersion:
     """Build the version in staging, then rename it to the first free `v<N>` ≥ `first_version`.
 
@@ -189,10 +192,19 @@ def publish(
     reason and scores, and the folder gets `curation.json` and the semantic `index/`.
     Readers never see a partial version: until the rename, the folder is under `.staging/`.
     The staging folder of the plan (its shards) is removed once the version is published.
+    When the digest equals `latest` (number, digest), nothing is published: a scheduled run
+    of an unchanged manifest does not stack identical versions.
     """
     staging = layout.staging_dir(plan) / "version"
     kept, rejected = _assemble(staging, shards, manifest, curation)
     digest = version_digest(staging)
+    if latest is not None and digest == latest[1]:
+        _remove_staging(layout, plan)
+        version = latest[0]
+        target = layout.version_dir(version)
+        return PublishedVersion(
+            manifest.dataset, version, target, digest, len(kept), len(rejected), unchanged=True
+        )
     version, target = rename_to_free_version(
         layout,
         staging,
@@ -201,7 +213,11 @@ def publish(
             dataset_card(manifest, v, digest, kept, rejected, curation)
         ),
     )
+    _remove_staging(layout, plan)
+    return PublishedVersion(manifest.dataset, version, target, digest, len(kept), len(rejected))
+
+
+def _remove_staging(layout: DatasetLayout, plan: str) -> None:
     shutil.rmtree(layout.staging_dir(plan), ignore_errors=True)
     with contextlib.suppress(OSError):
         layout.staging_dir(plan).parent.rmdir()
-    return PublishedVersion(manifest.dataset, version, target, digest, len(kept), len(rejected))

@@ -127,6 +127,14 @@ def list_datasets(tracking_uri: str | None = None) -> list[str]:
     return sorted(e.name.removeprefix(EXPERIMENT_PREFIX) for e in exps)
 
 
+def list_versions_or_none(name: str, tracking_uri: str | None = None) -> list[VersionInfo]:
+    """`list_versions`, empty for a dataset that has none yet."""
+    try:
+        return list_versions(name, tracking_uri)
+    except DatasetNotFound:
+        return []
+
+
 def last_version_number(name: str, tracking_uri: str | None = None) -> int:
     """The highest version number recorded for `name`, 0 if none."""
     try:

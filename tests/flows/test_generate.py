@@ -129,8 +129,15 @@ def test_rerun_skips_done_shards_and_versions_again(
     assert {name: (images / name).stat().st_ino for name in staged} == staged
 
     again = generate_dataset(str(path), tracking_uri=tracking_uri)
-    assert again["version"] == 2
-    tags = MlflowClient(tracking_uri).get_run(again["mlflow_run_id"]).data.tags
+    assert (again["version"], again["unchanged"]) == (1, True)
+    assert again["mlflow_run_id"] == result["mlflow_run_id"]
+    assert not (tmp_path / "datasets" / "flow-resume" / "v2").exists()
+    assert not (tmp_path / "datasets" / "flow-resume" / ".staging").exists()
+
+    forced = generate_dataset(str(path), tracking_uri=tracking_uri, force=True)
+    assert (forced["version"], forced["unchanged"]) == (2, False)
+    assert forced["digest"] == result["digest"]
+    tags = MlflowClient(tracking_uri).get_run(forced["mlflow_run_id"]).data.tags
     assert tags["synthset.parent_version"] == "1"
     assert again["digest"] == result["digest"]
 
