@@ -280,6 +280,22 @@ def _raise_validation(
     raise ManifestError(file, message, where=", ".join(parts) or None, field=field) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (YAML keeps the last one
+    silently, so a second `count:` would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_structured(path: Path) -> Any:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
@@ -290,7 +306,7 @@ def _read_structured(path: Path) -> Any:
                 str(path), f"invalid JSON: {exc.msg}", where=f"line {exc.lineno}"
             ) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None

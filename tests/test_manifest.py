@@ -199,6 +199,10 @@ BAD_MANIFESTS = {
         "dataset: d\nitems:\n  - prompt: x\n  count: [\n",
         ["line 4", "invalid YAML"],
     ),
+    "duplicate YAML key": (
+        "dataset: d\nitems:\n  - prompt: x\n    count: 2\n    count: 3\n",
+        ["line 5", "invalid YAML: duplicate key 'count'"],
+    ),
     "not a mapping": (
         "- prompt: x\n",
         ["must be a mapping", "'dataset'"],
