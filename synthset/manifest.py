@@ -359,9 +359,23 @@ def _item_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
         return
     import pandas as pd
 
+    _check_header(path)
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     for n, row in enumerate(frame.to_dict(orient="records"), start=1):
         yield f"row {n} (line {n + 1})", row
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a CSV header that names a column twice (pandas would rename it `x.1`)."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ManifestError(
+            str(path), f"column {repeated[0]!r} appears more than once", where="line 1"
+        )
 
 
 def _resolve_conditions(item: Item, base: Path, file: str, where: str) -> Item:

@@ -552,3 +552,11 @@ def test_img2img_needs_at_least_one_denoising_step(tmp_path):
         "{image: c.png}}]\n",
     )
     assert "int(3 × 0.2) = 0; raise steps or strength" in load_error(path)
+
+
+def test_a_csv_items_file_naming_a_column_twice_is_refused(tmp_path):
+    (tmp_path / "items.csv").write_text("prompt,count,prompt\na red one,1,a blue two\n")
+    path = write_manifest(tmp_path, "dataset: d\nitems_from: items.csv\n")
+
+    with pytest.raises(ManifestError, match=r"items.csv: line 1: column 'prompt' appears more"):
+        load_manifest(path)
