@@ -15,6 +15,8 @@ ORDER = {
     "errors": 0,
     "devices": 0.5,
     "layout": 0.5,
+    "registry": 0.5,
+    "atomic": 0.5,
     "manifest": 1,
     "shards": 1,
     "plan": 1,

@@ -5,12 +5,12 @@ manifest's `generator.kind` (a registered name, or any importable `module:Class`
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from synthset.errors import SynthsetError
 from synthset.manifest import GenerationRequest, GeneratorConfig
+from synthset.registry import import_class
 
 if TYPE_CHECKING:
     from synthset.generators.pipeline import GenerationResult
@@ -58,14 +58,10 @@ def generator_class(kind: str) -> type[Generator]:
                 f"generator.kind {kind!r} is unknown; known: {known}, or module:Class"
             )
         return GENERATORS[kind]
-    module, _, name = kind.partition(":")
     try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise SynthsetError(f"generator.kind {kind!r} cannot be imported: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Generator)):
-        raise SynthsetError(f"generator.kind {kind!r} is not a Generator subclass")
-    return cls
+        return import_class(kind, Generator)
+    except ValueError as exc:
+        raise SynthsetError(f"generator.kind: {exc}") from None
 
 
 def generator_for(config: GeneratorConfig) -> Generator:

@@ -137,10 +137,7 @@ def list_versions_or_none(name: str, tracking_uri: str | None = None) -> list[Ve
 
 def last_version_number(name: str, tracking_uri: str | None = None) -> int:
     """The highest version number recorded for `name`, 0 if none."""
-    try:
-        return max((v.version for v in list_versions(name, tracking_uri)), default=0)
-    except DatasetNotFound:
-        return 0
+    return max((v.version for v in list_versions_or_none(name, tracking_uri)), default=0)
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:

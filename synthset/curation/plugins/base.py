@@ -7,7 +7,6 @@ class as `module:Class`, so a new scorer or filter touches no synthset file.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from synthset.errors import describe_validation, format_loc
+from synthset.registry import import_class
 
 
 class NoOptions(BaseModel):
@@ -96,14 +96,7 @@ def _resolve(kind: str, registry: dict[str, Any], base: type) -> Any:
             known = ", ".join(sorted(registry)) or "none"
             raise ValueError(f"unknown kind {kind!r}; known: {known}, or module:Class")
         return registry[kind]
-    module, _, name = kind.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import {kind!r}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ValueError(f"{kind!r} is not a {base.__name__} subclass")
-    return cls
+    return import_class(kind, base)
 
 
 def parse(spec: Any, base: type[Scorer] | type[Filter]) -> dict[str, Any]:
