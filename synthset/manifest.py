@@ -87,6 +87,7 @@ class GeneratorConfig(BaseModel):
     scheduler_options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     loras: list[LoraSpec] = Field(default_factory=list)
     revision: str | None = Field(None, min_length=1)
+    allow_pickle: bool = False
     true_cfg_scale: float | None = Field(None, ge=1.0, le=100.0)
     speed: SpeedConfig = Field(default_factory=SpeedConfig)
     controlnet: str | None = Field(None, min_length=1)
@@ -151,6 +152,8 @@ class GeneratorConfig(BaseModel):
             del settings["kind"]
         if not self.scheduler_options:
             del settings["scheduler_options"]
+        if not self.allow_pickle:
+            del settings["allow_pickle"]
         if self.controlnet is None:
             del settings["controlnet_scale"]
         elif Path(self.controlnet).is_dir():

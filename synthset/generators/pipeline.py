@@ -103,9 +103,10 @@ def _load(
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     revision = options.pop("revision", None)
-    extra: dict[str, Any] = {}
+    safetensors = None if options.pop("allow_pickle", False) else True
+    extra: dict[str, Any] = {"use_safetensors": safetensors}
     if controlnet := options.pop("controlnet", None):
-        extra["controlnet"] = _controlnet(controlnet, torch_dtype)
+        extra["controlnet"] = _controlnet(controlnet, torch_dtype, safetensors)
         loader = diffusers.AutoPipelineForText2Image
     try:
         pipe = loader.from_pretrained(
@@ -113,7 +114,7 @@ def _load(
         )
     except (OSError, ValueError) as exc:
         raise SynthsetError(
-            f"cannot load model {model!r} as a {kind} pipeline: {str(exc).splitlines()[0]}"
+            f"cannot load model {model!r} as a {kind} pipeline: {_first_line(exc)}"
         ) from exc
     loras = options.pop("loras", [])
     speed = SpeedConfig.model_validate(options.pop("speed", {}))
@@ -126,16 +127,27 @@ def _load(
     return apply_speed(pipe, speed, device)
 
 
-def _controlnet(path: str, dtype: Any) -> Any:
+def _first_line(exc: Exception) -> str:
+    """The first line of a loader's error, with the way out when pickle weights were refused."""
+    line = str(exc).splitlines()[0]
+    if "safetensors" in str(exc).lower():
+        line += (
+            " (only safetensors weights are loaded by default: pickle `.bin` files can run "
+            "code when loaded; set `generator.allow_pickle: true` if you trust this model)"
+        )
+    return line
+
+
+def _controlnet(path: str, dtype: Any, safetensors: bool | None) -> Any:
     """A ControlNet of the class its config names (SD/SDXL `ControlNetModel`, Flux's, ...)."""
     import diffusers
 
     try:
         config = diffusers.ControlNetModel.load_config(path)
         cls = getattr(diffusers, config.get("_class_name", "ControlNetModel"))
-        return cls.from_pretrained(path, dtype=dtype)
+        return cls.from_pretrained(path, dtype=dtype, use_safetensors=safetensors)
     except (OSError, ValueError, AttributeError) as exc:
-        raise SynthsetError(f"cannot load ControlNet {path!r}: {str(exc).splitlines()[0]}") from exc
+        raise SynthsetError(f"cannot load ControlNet {path!r}: {_first_line(exc)}") from exc
 
 
 def _load_loras(pipe: Any, loras: list[dict[str, Any]]) -> None:
@@ -163,6 +175,8 @@ class ImageGenerator(Generator):
             settings["loras"] = [spec.model_dump() for spec in config.loras]
         if config.revision:
             settings["revision"] = config.revision
+        if config.allow_pickle:
+            settings["allow_pickle"] = True
         if config.controlnet:
             settings["controlnet"] = config.controlnet
         if config.speed != SpeedConfig():

@@ -208,3 +208,17 @@ def test_a_folder_that_is_not_a_pipeline_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SynthsetError, match="cannot load model .*empty.* as a text2img pipeline"):
         load_pipeline(str(tmp_path / "empty"), "text2img", None, "float32", "cpu")
+
+
+def test_pickle_weights_load_only_when_the_manifest_allows_them(tmp_path):
+    from synthset.generators.tiny import build_tiny_sd_pipeline
+
+    folder = tmp_path / "pickled"
+    build_tiny_sd_pipeline(seed=3).save_pretrained(folder, safe_serialization=False)
+    unet = folder / "unet"
+    assert not list(unet.glob("*.safetensors")) and list(unet.glob("*.bin"))
+    with pytest.raises(SynthsetError, match="allow_pickle: true"):
+        ImageGenerator(config(str(folder)))
+    generator = ImageGenerator(config(str(folder), allow_pickle=True))
+    (result,) = generator.generate([request(1)])
+    assert pixels(result).std() > 0
