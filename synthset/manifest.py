@@ -454,10 +454,14 @@ def load_manifest(path: str | Path) -> Manifest:
     naming file, row and field on the first problem found.
     """
     path = Path(path)
-    file = str(path)
     if not path.is_file():
-        raise ManifestError(file, "no such file")
-    raw = _read_structured(path)
+        raise ManifestError(str(path), "no such file")
+    return parse_manifest(_read_structured(path), path.parent, str(path))
+
+
+def parse_manifest(raw: Any, base: Path, file: str) -> Manifest:
+    """`load_manifest` for a manifest given as data (a flow parameter): relative paths in it
+    resolve against `base`, and errors name `file`."""
     if not isinstance(raw, dict):
         raise ManifestError(
             file, "a manifest must be a mapping with at least 'dataset' and 'items'"
@@ -466,7 +470,6 @@ def load_manifest(path: str | Path) -> Manifest:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         _raise_validation(file, exc)
-    base = path.parent
     items = [
         _resolve_conditions(it, base, file, f"items[{i}]") for i, it in enumerate(manifest.items)
     ]
