@@ -192,16 +192,16 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_servers(args: argparse.Namespace) -> int:
-    from synthset import servers
+    from synthset.servers import stack
 
-    for service in servers.services():
-        if args.action == "start":
-            status = servers.start(service)
-        elif args.action == "stop":
-            status = servers.stop(service)
-        else:
-            status = "up" if servers.is_up(service) else "down"
-        print(f"{service.name:<8} {service.ui_url:<28} {status}")
+    if args.action == "start":
+        lines = stack.start_all(args.database)
+    elif args.action == "stop":
+        lines = stack.stop_all()
+    else:
+        lines = stack.status_all()
+    for line in lines:
+        print(f"{line.name:<8} {line.address:<30} {line.status}")
     return 0
 
 
@@ -287,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p = add("servers", cmd_servers, "start, stop or check the local Prefect and MLflow servers")
     p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default=None,
+        help="with start: where both keep their data; postgres is a private cluster in the "
+        "state folder (default: $SYNTHSET_DATABASE or sqlite)",
+    )
     from synthset.privacy.tabular.cli import add_tabular_parser
 
     add_tabular_parser(sub)

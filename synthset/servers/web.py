@@ -1,9 +1,9 @@
-"""Local Prefect and MLflow servers for `make run`: started in the background when none answers
-at the configured URL, stopped by the PIDs recorded when they were started.
+"""The Prefect API and MLflow tracking server for `make run`: started in the background when
+none answers at the configured URL, stopped by the PIDs recorded when they were started.
 
-State (PID files, logs, the servers' databases and MLflow's artifacts) lives in `.synthset/`
-(or `$SYNTHSET_STATE`). A URL that is not on this machine is left alone: it is someone else's
-server.
+Their data goes to SQLite files in the state folder (`synthset.servers.state`) unless they are
+given database URLs (the PostgreSQL cluster of `synthset.servers.postgres`). A URL that is not
+on this machine is left alone: it is someone else's server.
 """
 
 from __future__ import annotations
@@ -15,29 +15,32 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from synthset.errors import SynthsetError
+from synthset.servers.state import log_tail, state_dir
 
 DEFAULT_PREFECT_API_URL = "http://127.0.0.1:4200/api"
 DEFAULT_MLFLOW_URL = "http://127.0.0.1:5000"
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("SYNTHSET_STATE", ".synthset")).resolve()
-
-
 @dataclass(frozen=True)
 class Service:
-    """A server synthset can run locally: how to start it and how to tell that it is up."""
+    """A server synthset can run locally: how to start it and how to tell that it is up.
+
+    `database_url` is where it keeps its data (SQLAlchemy URL); None means a SQLite file in
+    the state folder, the quickstart default.
+    """
 
     name: str
     url: str
     health_url: str
     ui_url: str
+    database_url: str | None = None
 
     @property
     def local(self) -> bool:
@@ -73,6 +76,8 @@ class Service:
                 "PREFECT_HOME": str(state / "prefect"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             }
+            if self.database_url:
+                env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         else:
             cmd = [
                 str(bin_dir / "mlflow"),
@@ -83,27 +88,37 @@ class Service:
                 str(self.port),
                 "--workers",
                 "1",
-                "--backend-store-uri",
-                f"sqlite:///{state / 'mlflow.db'}",
                 "--artifacts-destination",
                 str(state / "mlartifacts"),
             ]
-            env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+            env = {
+                "MLFLOW_BACKEND_STORE_URI": self.database_url or f"sqlite:///{state / 'mlflow.db'}",
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            }
         return cmd, env
 
 
-def services() -> list[Service]:
-    """The Prefect API and MLflow tracking server, at the URLs the environment configures."""
+def services(database_urls: Mapping[str, str] | None = None) -> list[Service]:
+    """The Prefect API and MLflow tracking server, at the URLs the environment configures,
+    keeping their data at `database_urls[name]` when given (else SQLite)."""
     prefect = os.environ.get("PREFECT_API_URL") or DEFAULT_PREFECT_API_URL
     mlflow = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URL
+    databases = database_urls or {}
     return [
         Service(
             "prefect",
             prefect,
             prefect.rstrip("/") + "/health",
             prefect.rstrip("/").removesuffix("/api"),
+            databases.get("prefect"),
         ),
-        Service("mlflow", mlflow, mlflow.rstrip("/") + "/health", mlflow.rstrip("/")),
+        Service(
+            "mlflow",
+            mlflow,
+            mlflow.rstrip("/") + "/health",
+            mlflow.rstrip("/"),
+            databases.get("mlflow"),
+        ),
     ]
 
 
@@ -175,10 +190,8 @@ def start(service: Service, timeout: float = 120.0) -> str:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     service.pid_file.unlink(missing_ok=True)
-    tail = service.log_file.read_text(errors="replace").splitlines()[-5:]
     raise SynthsetError(
-        f"{service.name} server did not come up at {service.url}; "
-        f"log {service.log_file}: {' | '.join(tail)}"
+        f"{service.name} server did not come up at {service.url}; {log_tail(service.log_file)}"
     )
 
 
