@@ -26,15 +26,15 @@ def _fail(message: str, code: int) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from synthset.generators.base import generator_class
     from synthset.manifest import load_manifest
-    from synthset.plan import make_plan
+    from synthset.plan import plan_size
 
     manifest = load_manifest(args.manifest)
     generator_class(manifest.generator.kind).check(manifest.generator)
-    plan = make_plan(manifest)
+    images, shards = plan_size(manifest)
     g = manifest.generator
     print(
         f"ok: {args.manifest}: dataset '{manifest.dataset}', {len(manifest.items)} items, "
-        f"{len(plan.requests)} images in {len(plan.shards)} shards; model {g.model} "
+        f"{images} images in {shards} shards; model {g.model} "
         f"({g.pipeline}), {g.steps} steps, scheduler {g.scheduler or 'model default'}"
     )
     return 0

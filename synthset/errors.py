@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,22 +14,38 @@ class SynthsetError(Exception):
     """Base class of every error that is the user's to fix; the CLI prints it and exits 2."""
 
 
-class ManifestError(SynthsetError):
-    """A manifest or an `items_from` file is invalid.
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (`\\n`, `\\x00`).
+
+    File names, column names and YAML keys come from users; printed raw, a newline in one
+    would split an error into several lines that a log reader or a script takes apart.
+    """
+    return _BREAKS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class InputError(SynthsetError):
+    """A file the user gave (a manifest, an items file, a table, a config) cannot be read.
 
     The message has the form ``FILE: WHERE: field 'F': PROBLEM`` so that it can be read
     on one line and acted on without opening a traceback.
     """
 
     def __init__(self, file: str, message: str, where: str | None = None, field: str | None = None):
-        self.file, self.where, self.field = file, where, field
+        self.file, self.where, self.field, self.problem = str(file), where, field, message
         parts = [str(file)]
         if where:
             parts.append(where)
         if field:
             parts.append(f"field '{field}'")
         parts.append(message)
-        super().__init__(": ".join(parts))
+        super().__init__(one_line(": ".join(parts)))
+
+
+class ManifestError(InputError):
+    """A manifest or an `items_from` file is invalid."""
 
 
 class DatasetNotFound(SynthsetError):

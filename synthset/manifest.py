@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,11 +30,15 @@ from synthset.curation.config import (
     TaggingConfig,
     is_path_like,
 )
-from synthset.errors import ManifestError, describe_validation, format_loc
+from synthset.errors import InputError, ManifestError, describe_validation, format_loc
+from synthset.inputs import rows
+from synthset.inputs.paths import confined, resolve
+from synthset.inputs.structured import load_json, read_structured
 from synthset.layout import model_defaults
 
 DEFAULT_MODEL = "synthset/tiny-digits"
-ITEM_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
+ITEM_FILE_SUFFIXES = rows.SUFFIXES
+MAX_IMAGES = 1_000_000
 _SEED_SPACE = 2**31
 
 
@@ -225,12 +228,19 @@ class Manifest(BaseModel):
     shard_size: int = Field(64, ge=1, le=100_000)
     items: list[Item] = Field(default_factory=list)
     items_from: list[str] = Field(default_factory=list)
+    inputs_root: str | None = Field(None, min_length=1)
+    max_images: int = Field(MAX_IMAGES, ge=1)
     curation: CurationConfig = Field(default_factory=CurationConfig)
 
     @field_validator("items_from", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @property
+    def images(self) -> int:
+        """How many images the items ask for, counted without expanding them."""
+        return sum(item.count for item in self.items)
 
 
 class GenerationRequest(BaseModel):
@@ -283,53 +293,33 @@ def _raise_validation(
     raise ManifestError(file, message, where=", ".join(parts) or None, field=field) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a mapping that repeats a key (YAML keeps the last one
-    silently, so a second `count:` would quietly win)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _read_structured(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
+def _check_keys(keys: Iterable[Any], file: str, where: str) -> None:
+    """Refuse a dotted column next to the column it would fill (`prompt` and `prompt.x`)."""
+    names = {str(key) for key in keys}
+    for name in sorted(names):
+        head, dot, _ = name.partition(".")
+        if dot and head in names:
             raise ManifestError(
-                str(path), f"invalid JSON: {exc.msg}", where=f"line {exc.lineno}"
-            ) from None
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ManifestError(str(path), f"invalid YAML: {problem}", where=where) from None
+                file,
+                f"column {name!r} conflicts with column {head!r}: a dotted column fills a "
+                f"field of {head!r}; keep one of them",
+                where=where,
+                field=name,
+            )
 
 
 def _unflatten(row: dict[str, Any], file: str, where: str) -> dict[str, Any]:
     """`{"metadata.source": "x"}` → `{"metadata": {"source": "x"}}`; empty cells are absent."""
+    _check_keys(row, file, where)
     out: dict[str, Any] = {}
     for key, value in row.items():
         if value is None or value == "" or (isinstance(value, float) and value != value):
             continue
         if isinstance(value, str) and key in ("metadata", "tags") and value[:1] in "[{":
             try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(
-                    file, f"invalid JSON: {exc.msg}", where=where, field=key
-                ) from None
+                value = load_json(value, file, where)
+            except InputError as exc:
+                raise ManifestError(file, exc.problem, where=where, field=key) from None
         head, _, rest = str(key).partition(".")
         if rest:
             out.setdefault(head, {})[rest] = value
@@ -338,85 +328,68 @@ def _unflatten(row: dict[str, Any], file: str, where: str) -> dict[str, Any]:
     return out
 
 
-def _item_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
-    """Rows of an items file, each with a human label of where it is in the file."""
-    if path.suffix == ".jsonl":
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(
-                    str(path), f"invalid JSON: {exc.msg}", where=f"line {lineno}"
-                ) from None
-            if not isinstance(row, dict):
-                raise ManifestError(str(path), "each line must be a JSON object", f"line {lineno}")
-            yield f"line {lineno}", row
-        return
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for n, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield f"row {n}", row
-        return
-    import pandas as pd
-
-    _check_header(path)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for n, row in enumerate(frame.to_dict(orient="records"), start=1):
-        yield f"row {n} (line {n + 1})", row
-
-
-def _check_header(path: Path) -> None:
-    """Refuse a CSV header that names a column twice (pandas would rename it `x.1`)."""
-    import csv
-
-    with path.open(newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise ManifestError(
-            str(path), f"column {repeated[0]!r} appears more than once", where="line 1"
-        )
-
-
-def _resolve_conditions(item: Item, base: Path, file: str, where: str) -> Item:
+def _resolve_conditions(item: Item, base: Path, inputs: _Inputs, where: str) -> Item:
+    """Condition paths become absolute; they must be files inside the allowed folders."""
     if item.conditions is None:
         return item
     resolved = {}
     for name in ("image", "mask", "control"):
         value = getattr(item.conditions, name)
-        if value is None:
-            continue
-        path = (base / value).expanduser().resolve()
-        if not path.is_file():
-            raise ManifestError(
-                file, f"no such file: {value}", where=f"{where}.conditions", field=name
-            )
-        resolved[name] = str(path)
+        if value is not None:
+            path = confined(value, base, inputs.roots, inputs.file, f"{where}.conditions", name)
+            resolved[name] = str(path)
     return item.model_copy(update={"conditions": Conditions(**resolved)})
 
 
-def _load_items_file(spec: str, base: Path, manifest_file: str) -> list[Item]:
-    path = (base / spec).expanduser()
+class _Inputs:
+    """Where a manifest's input files may come from, and how many images it may still ask
+    for (items files are read row by row and stop at the limit, not after)."""
+
+    def __init__(self, manifest: Manifest, base: Path, file: str):
+        self.file = file
+        self.roots = [resolve(".", base, file, None, "inputs_root")]
+        if manifest.inputs_root is not None:
+            root = resolve(manifest.inputs_root, base, file, None, "inputs_root")
+            if not root.is_dir():
+                raise ManifestError(
+                    file, f"no such folder: {manifest.inputs_root}", None, "inputs_root"
+                )
+            self.roots.append(root)
+        self.limit = manifest.max_images
+        self.images = 0
+
+    def take(self, item: Item, file: str, where: str) -> Item:
+        self.images += item.count
+        if self.images > self.limit:
+            raise ManifestError(
+                file,
+                f"the items ask for more than max_images ({self.limit:,}) images; split the "
+                "dataset or raise max_images",
+                where=where,
+                field="count",
+            )
+        return item
+
+
+def _load_items_file(spec: str, base: Path, inputs: _Inputs) -> list[Item]:
     where = "items_from"
-    if path.suffix not in ITEM_FILE_SUFFIXES:
+    if Path(spec).suffix.lower() not in ITEM_FILE_SUFFIXES:
         allowed = ", ".join(ITEM_FILE_SUFFIXES)
         raise ManifestError(
-            manifest_file, f"{spec!r} has an unknown suffix; allowed: {allowed}", field=where
+            inputs.file, f"{spec!r} has an unknown suffix; allowed: {allowed}", field=where
         )
-    if not path.is_file():
-        raise ManifestError(manifest_file, f"no such file: {spec}", field=where)
+    path = confined(spec, base, inputs.roots, inputs.file, None, where)
+    file = str(path)
     items = []
-    for label, row in _item_rows(path):
+    for label, row in rows.rows(path, file):
         try:
-            item = Item.model_validate(_unflatten(row, str(path), label))
+            item = Item.model_validate(_unflatten(row, file, label))
         except ValidationError as exc:
-            _raise_validation(str(path), exc, where=label, at=("items", "*"))
-        items.append(_resolve_conditions(item, path.parent, str(path), label))
+            _raise_validation(file, exc, where=label, at=("items", "*"))
+        item = _resolve_conditions(item, path.parent, inputs, label)
+        items.append(inputs.take(item, file, label))
     if not items:
-        raise ManifestError(str(path), "the file has no rows", field=None)
+        raise ManifestError(file, "the file has no rows", field=None)
     return items
 
 
@@ -454,14 +427,33 @@ def load_manifest(path: str | Path) -> Manifest:
     naming file, row and field on the first problem found.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(str(path), "no such file")
-    return parse_manifest(_read_structured(path), path.parent, str(path))
+    file = str(path)
+    try:
+        if not path.is_file():
+            raise ManifestError(file, "no such file")
+        raw = read_structured(path, file)
+    except ManifestError:
+        raise
+    except InputError as exc:
+        raise ManifestError(exc.file, exc.problem, exc.where, exc.field) from None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(file, f"cannot be read: {exc}") from None
+    return parse_manifest(raw, path.parent, file)
 
 
 def parse_manifest(raw: Any, base: Path, file: str) -> Manifest:
     """`load_manifest` for a manifest given as data (a flow parameter): relative paths in it
-    resolve against `base`, and errors name `file`."""
+    resolve against `base`, inputs must lie under it (or `inputs_root`), and errors name
+    `file`."""
+    try:
+        return _parse(raw, base, file)
+    except ManifestError:
+        raise
+    except InputError as exc:
+        raise ManifestError(exc.file, exc.problem, exc.where, exc.field) from None
+
+
+def _parse(raw: Any, base: Path, file: str) -> Manifest:
     if not isinstance(raw, dict):
         raise ManifestError(
             file, "a manifest must be a mapping with at least 'dataset' and 'items'"
@@ -470,11 +462,13 @@ def parse_manifest(raw: Any, base: Path, file: str) -> Manifest:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         _raise_validation(file, exc)
-    items = [
-        _resolve_conditions(it, base, file, f"items[{i}]") for i, it in enumerate(manifest.items)
-    ]
+    inputs = _Inputs(manifest, base, file)
+    items = []
+    for i, item in enumerate(manifest.items):
+        where = f"items[{i}]"
+        items.append(inputs.take(_resolve_conditions(item, base, inputs, where), file, where))
     for spec in manifest.items_from:
-        items.extend(_load_items_file(spec, base, file))
+        items.extend(_load_items_file(spec, base, inputs))
     if not items:
         raise ManifestError(
             file, "the manifest has no items; give 'items' or 'items_from'", field="items"
@@ -483,7 +477,7 @@ def parse_manifest(raw: Any, base: Path, file: str) -> Manifest:
     _resolve_clip_weights(manifest.curation.clip, base, file)
     manifest = manifest.model_copy(update={"items": items, "items_from": []})
     _check_conditions(manifest, file)
-    expand(manifest, file=file)
+    _check_repeated_images(manifest, file)
     _check_topup_seeds(manifest, file)
     return manifest
 
@@ -567,35 +561,58 @@ def _base_seed(item: Item, image: dict[str, Any]) -> int:
     return int(_digest({**image, "tags": item.tags, "metadata": item.metadata})[:8], 16)
 
 
-def _check_topup_seeds(manifest: Manifest, file: str) -> None:
-    """Top-ups take an item's next seeds; they must not reach seeds of a same-prompt item.
-
-    Items that make the same image for the same seed (same prompt, negative prompt and
-    condition files) need seed ranges `[seed, seed + max attempts)` that do not overlap.
-    """
-    curation = manifest.curation
-    if not curation.enabled or curation.attempt_budget == 1:
-        return
+def _first_overlap(manifest: Manifest, span: Callable[[Item], int]) -> tuple[int, int, int] | None:
+    """`(a, b, seed)`: two items that make the same image for the same seed (same prompt,
+    negative prompt and condition files) whose seed ranges `[seed, seed + span(item))`
+    (modulo the seed space) meet at `seed`; found from the ranges, without expanding them."""
     groups: dict[str, list[tuple[int, int, int]]] = {}
     for i, item in enumerate(manifest.items):
         image = _image_identity(item)
-        start = _base_seed(item, image)
-        span = curation.max_attempts(item.count)
-        for lo, hi in ((start, min(start + span, _SEED_SPACE)), (0, start + span - _SEED_SPACE)):
+        start, size = _base_seed(item, image), span(item)
+        for lo, hi in ((start, min(start + size, _SEED_SPACE)), (0, start + size - _SEED_SPACE)):
             if hi > lo:
                 groups.setdefault(_digest(image), []).append((lo, hi, i))
     for ranges in groups.values():
         ranges.sort()
-        for (_, hi, first), (lo, _, second) in zip(ranges, ranges[1:], strict=False):
-            if lo < hi and first != second:
-                a, b = sorted((first, second))
-                raise ManifestError(
-                    file,
-                    f"top-ups would repeat images of items[{a}] (same prompt; each item may "
-                    f"use {curation.attempt_budget:g} × count seeds from its own); space the "
-                    "seeds further apart, merge the items or lower curation.attempt_budget",
-                    where=f"items[{b}]",
-                )
+        reach, owner = -1, -1
+        for lo, hi, i in ranges:
+            if lo < reach and i != owner:
+                a, b = sorted((owner, i))
+                return a, b, lo
+            if hi > reach:
+                reach, owner = hi, i
+    return None
+
+
+def _check_repeated_images(manifest: Manifest, file: str) -> None:
+    """Two requests with the same sample id would be the same image: refuse the manifest."""
+    overlap = _first_overlap(manifest, lambda item: item.count)
+    if overlap:
+        a, b, seed = overlap
+        raise ManifestError(
+            file,
+            f"repeats an image of items[{a}] (same prompt, seed {seed} and settings); give "
+            "the items seeds that do not overlap, or merge them",
+            where=f"items[{b}]",
+        )
+
+
+def _check_topup_seeds(manifest: Manifest, file: str) -> None:
+    """Top-ups take an item's next seeds; they must not reach seeds of a same-prompt item:
+    the seed ranges `[seed, seed + max attempts)` of items making the same image are apart."""
+    curation = manifest.curation
+    if not curation.enabled or curation.attempt_budget == 1:
+        return
+    overlap = _first_overlap(manifest, lambda item: curation.max_attempts(item.count))
+    if overlap:
+        a, b, _ = overlap
+        raise ManifestError(
+            file,
+            f"top-ups would repeat images of items[{a}] (same prompt; each item may "
+            f"use {curation.attempt_budget:g} × count seeds from its own); space the "
+            "seeds further apart, merge the items or lower curation.attempt_budget",
+            where=f"items[{b}]",
+        )
 
 
 def _digest(obj: Any) -> str:
@@ -604,7 +621,29 @@ def _digest(obj: Any) -> str:
 
 
 def _file_digest(path: str | None) -> str | None:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    if not path:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sample_ids(image: dict[str, Any], generator: dict[str, Any]) -> Callable[[int], str]:
+    """`seed → sample id`, equal to `_digest({"image", "seed", "generator"})[:20]` but hashing
+    the shared prefix once: a million requests cost a million small hashes, not dumps."""
+    text = json.dumps(
+        {"generator": generator, "image": image}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    prefix = hashlib.sha256((text[:-1] + ',"seed":').encode())
+
+    def sample_id(seed: int) -> str:
+        h = prefix.copy()
+        h.update(f"{seed}}}".encode())
+        return h.hexdigest()[:20]
+
+    return sample_id
 
 
 def expand(
@@ -618,6 +657,7 @@ def expand(
     one derived from its whole content, so ids and images are stable across runs. Two
     requests with the same id would be the same image, so the manifest is refused.
     `extra` asks for more images of an item (indices beyond its count, fresh seeds).
+    Requests are built unvalidated: every field comes from validated items.
     """
     generator = manifest.generator.identity()
     requests: list[GenerationRequest] = []
@@ -626,10 +666,20 @@ def expand(
         cond = item.conditions or Conditions()
         image = _image_identity(item)
         base_seed = _base_seed(item, image)
-        count = item.count + (extra or {}).get(i, 0)
-        for index in range(count):
+        sample_id_of = _sample_ids(image, generator)
+        shared = {
+            "item_index": i,
+            "prompt": item.prompt,
+            "negative_prompt": item.negative_prompt,
+            "tags": tuple(item.tags),
+            "metadata": item.metadata,
+            "image": cond.image,
+            "mask": cond.mask,
+            "control": cond.control,
+        }
+        for index in range(item.count + (extra or {}).get(i, 0)):
             seed = (base_seed + index) % _SEED_SPACE
-            sample_id = _digest({"image": image, "seed": seed, "generator": generator})[:20]
+            sample_id = sample_id_of(seed)
             if sample_id in seen:
                 raise ManifestError(
                     file,
@@ -640,18 +690,8 @@ def expand(
                 )
             seen[sample_id] = i
             requests.append(
-                GenerationRequest(
-                    sample_id=sample_id,
-                    item_index=i,
-                    index=index,
-                    seed=seed,
-                    prompt=item.prompt,
-                    negative_prompt=item.negative_prompt,
-                    tags=tuple(item.tags),
-                    metadata=item.metadata,
-                    image=cond.image,
-                    mask=cond.mask,
-                    control=cond.control,
+                GenerationRequest.model_construct(
+                    sample_id=sample_id, index=index, seed=seed, **shared
                 )
             )
     return requests
@@ -663,4 +703,9 @@ def plan_digest(manifest: Manifest) -> str:
     The curation section is left out: it decides what is kept, not what an image looks like,
     so a run with other thresholds resumes from the same generated shards.
     """
-    return _digest(manifest.model_dump(exclude={"description", "curation"}))[:16]
+    return _digest(manifest.model_dump(exclude=_NOT_IN_PLAN))[:16]
+
+
+_NOT_IN_PLAN = {"description", "curation", "inputs_root", "max_images"}
+"""Fields that do not change a requested image: which inputs are allowed, how many images
+may be asked for, how results are curated."""

@@ -70,6 +70,13 @@ def make_plan(manifest: Manifest, root: str | Path | None = None) -> Plan:
     return Plan(manifest, digest, layout, shards)
 
 
+def plan_size(manifest: Manifest) -> tuple[int, int]:
+    """`(images, shards)` that `make_plan` would give, counted without expanding the manifest:
+    checking a manifest of a million images must not build a million requests."""
+    images = manifest.images
+    return images, -(-images // manifest.shard_size)
+
+
 def extend_plan(plan: Plan, more: Mapping[int, int]) -> tuple[Plan, tuple[Shard, ...]]:
     """The plan with `more[item]` further images of those items, and the new shards.
 

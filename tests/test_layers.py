@@ -17,6 +17,7 @@ ORDER = {
     "layout": 0.5,
     "registry": 0.5,
     "atomic": 0.5,
+    "inputs": 0.5,
     "manifest": 1,
     "shards": 1,
     "plan": 1,

@@ -144,7 +144,7 @@ def test_condition_paths_become_absolute_relative_to_the_manifest(tmp_path):
     sub.mkdir()
     path = write_manifest(
         sub,
-        "dataset: inp\ngenerator: {pipeline: inpaint}\n"
+        "dataset: inp\ngenerator: {pipeline: inpaint}\ninputs_root: ..\n"
         "items: [{prompt: x, conditions: {image: ../conds/a.png, mask: ../conds/m.png}}]\n",
     )
 
