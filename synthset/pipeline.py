@@ -31,8 +31,19 @@ from synthset.generators.shard import ShardReport, generate_shard
 from synthset.manifest import GeneratorConfig, Manifest, load_manifest
 from synthset.plan import Plan, Shard, extend_plan, make_plan
 from synthset.storage.history import earlier_versions
-from synthset.storage.publish import PublishedVersion, publish
-from synthset.storage.versioning import list_versions_or_none, record_version
+from synthset.storage.lock import plan_lock
+from synthset.storage.publish import (
+    PublishedVersion,
+    pending_version,
+    publish,
+    release_staging,
+)
+from synthset.storage.versioning import (
+    check_writable,
+    fail_abandoned_runs,
+    list_versions_or_none,
+    record_version,
+)
 
 MAX_TOPUP_ROUNDS = 8
 
@@ -56,19 +67,61 @@ class ShardOutcome:
     model_loads: int
 
 
+BatchDone = Callable[[int, int], None]
+"""`(shard index, images)`: called as each batch of a shard is made, where the runner can."""
+
+
 def process_shard(
-    generator: GeneratorConfig, curation: CurationConfig, shard: Shard
+    generator: GeneratorConfig,
+    curation: CurationConfig,
+    shard: Shard,
+    on_batch: BatchDone | None = None,
 ) -> ShardOutcome:
     """Generate a shard, then score it while its images are still in the page cache.
 
     Models load once per process (`load_pipeline`, `load_scorer` caches), so a worker that
     runs many shards loads each model once."""
-    report = generate_shard(generator, shard)
+    report = generate_shard(
+        generator, shard, None if on_batch is None else lambda n: on_batch(shard.index, n)
+    )
     scored = None
     if curation.enabled:
         scored = score_shard(shard.folder, scorer_for(curation.clip), curation)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     return ShardOutcome(report, scored, worker, pipeline_loads())
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What earlier runs of a plan left in staging: shards made, a version renamed into place
+    but not recorded, and, when the last one was killed, who it was (pid, host, its tags)."""
+
+    shards_done: int
+    shards: int
+    pending_version: int | None
+    killed: dict[str, Any] | None
+    abandoned_runs: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        text = f"resuming: {self.shards_done} of {self.shards} shards already made"
+        if self.pending_version is not None:
+            text += f"; v{self.pending_version} was published but not recorded, finishing it"
+        if self.killed:
+            who = self.killed.get("prefect.flow_run_id") or f"pid {self.killed.get('pid')}"
+            text += f"; the earlier run ({who} on {self.killed.get('host')}) was killed"
+        if self.abandoned_runs:
+            text += f"; its MLflow run {', '.join(self.abandoned_runs)} marked FAILED"
+        return text
+
+
+def _resume(plan: Plan, killed: dict[str, Any] | None, tracking_uri: str | None) -> Resume | None:
+    done = sum(s.done for s in plan.shards)
+    pending = pending_version(plan.layout, plan.digest)
+    if not (done or pending or killed):
+        return None
+    abandoned = fail_abandoned_runs(plan.manifest.dataset, plan.digest, tracking_uri)
+    number = pending[0] if pending else None
+    return Resume(done, len(plan.shards), number, killed, tuple(abandoned))
 
 
 class Runner(Protocol):
@@ -77,9 +130,12 @@ class Runner(Protocol):
     def check(self, plan: Plan) -> None:
         """Refuse at once (a `SynthsetError`) a plan the runner can never execute."""
 
-    def map_shards(self, plan: Plan, shards: Sequence[Shard]) -> Iterator[ShardOutcome]:
+    def map_shards(
+        self, plan: Plan, shards: Sequence[Shard], on_batch: BatchDone | None = None
+    ) -> Iterator[ShardOutcome]:
         """`process_shard` over `shards`, concurrently where the runner can; outcomes are
-        yielded as shards finish."""
+        yielded as shards finish. Runners whose shards run in this process pass `on_batch`
+        on; others report per shard only."""
 
     def step(self, name: str, fn: Callable[..., T], *args: Any, label: str | None = None) -> T:
         """Run one single step of the run (`curate`, `publish-version`, `record-version`)."""
@@ -90,7 +146,17 @@ class RunObserver:
 
     def planned(self, plan: Plan) -> None: ...
 
-    def progress(self, done: int, total: int, outcome: ShardOutcome) -> None: ...
+    def waiting(self, holder: dict[str, Any]) -> None:
+        """Another live run of the same plan holds its staging; this one waits for it."""
+
+    def resuming(self, resume: Resume) -> None:
+        """Work of an earlier run of the plan is in staging (it failed, or was killed)."""
+
+    def progress(self, done: int, total: int) -> None:
+        """`done` of `total` images made (per batch where the runner can, else per shard);
+        `total` grows with top-ups."""
+
+    def shard_done(self, outcome: ShardOutcome) -> None: ...
 
     def prior_skipped(self, reason: str) -> None: ...
 
@@ -195,12 +261,18 @@ def _publish(
 ) -> tuple[PublishedVersion, str | None]:
     """The published version and, when it is the latest one made again (not `force`d), the
     latest version's MLflow run id (nothing new is published or recorded)."""
+    check_writable(plan.manifest.dataset, tracking_uri)
     versions = list_versions_or_none(plan.manifest.dataset, tracking_uri)
     latest = versions[-1] if versions else None
     first = (latest.version if latest else 0) + 1
     same = (latest.version, latest.digest) if latest and not force else None
+    pending = pending_version(plan.layout, plan.digest)
+    if pending and any(v.version == pending[0] for v in versions):
+        pending = None
     folders = [s.folder for s in plan.shards]
-    published = publish(plan.layout, plan.digest, folders, plan.manifest, first, curation, same)
+    published = publish(
+        plan.layout, plan.digest, folders, plan.manifest, first, curation, same, pending
+    )
     return published, (latest.run_id if published.unchanged and latest else None)
 
 
@@ -228,24 +300,34 @@ class _Rounds:
     def __init__(self, runner: Runner, plan: Plan, notify: RunObserver, clock: _Clock):
         self.runner, self.plan, self.notify, self.clock = runner, plan, notify, clock
         self.outcomes: list[ShardOutcome] = []
-        self.done = 0
+        self.made: dict[int, int] = {}
+        self.lock = threading.Lock()
+        self.topups = 0
 
     def shards(self, shards: Sequence[Shard]) -> None:
         t = time.perf_counter()
-        total = len(self.plan.requests)
-        for outcome in self.runner.map_shards(self.plan, shards):
+        for outcome in self.runner.map_shards(self.plan, shards, self._count):
             self.outcomes.append(outcome)
-            self.done += len(self.plan.shards[outcome.generated.index].requests)
-            self.notify.progress(self.done, total, outcome)
+            index = outcome.generated.index
+            self._count(index, len(self.plan.shards[index].requests), whole=True)
+            self.notify.shard_done(outcome)
         self.clock.add("shards", t)
 
-    def run(self, prior: PriorVersions) -> tuple[Curation | None, int]:
+    def _count(self, shard: int, images: int, whole: bool = False) -> None:
+        """Images made so far: per batch as shards report them, the whole shard at its end
+        (may be called from a runner's worker threads)."""
+        with self.lock:
+            self.made[shard] = images if whole else self.made.get(shard, 0) + images
+            done = sum(self.made.values())
+        self.notify.progress(done, len(self.plan.requests))
+
+    def run(self, prior: PriorVersions) -> Curation | None:
         config, pending = self.plan.manifest.curation, self.plan.shards
         pool, curation = None, None
         for round_ in range(MAX_TOPUP_ROUNDS + 1):
             self.shards(pending)
             if not config.enabled:
-                return None, 0
+                return None
             t = time.perf_counter()
             folders = [s.folder for s in pending]
             pool = load_pool(folders) if pool is None else extend_pool(pool, folders)
@@ -257,7 +339,8 @@ class _Rounds:
             counts = {i: it.count for i, it in enumerate(self.plan.manifest.items)}
             more = more_images(curation, counts, config)
             if not more or round_ == MAX_TOPUP_ROUNDS:
-                return curation, round_
+                return curation
+            self.topups = round_ + 1
             self.plan, pending = extend_plan(self.plan, more)
             self.notify.topped_up(round_ + 1, more)
         raise AssertionError("unreachable")
@@ -281,8 +364,43 @@ def _metrics(
         "seconds_publish": clock.seconds["publish"],
         "images_per_s": generated / max(clock.seconds["shards"], 1e-9),
         "topup_images": len(rounds.plan.requests) - sum(i.count for i in manifest.items),
+        "topup_rounds": rounds.topups,
         **(curation.metrics if curation is not None else {}),
     }
+
+
+def _check_shortfall(curation: Curation | None) -> None:
+    if curation is not None and len(curation.shortfall()):
+        short = curation.shortfall()
+        raise ShortfallError(
+            f"{len(short)} items short of their count ({int(short['shortfall'].sum())} images) "
+            "after their attempt budget; nothing was published (--fail-on-shortfall)"
+        )
+
+
+def _publish_and_record(
+    runner: Runner,
+    rounds: _Rounds,
+    curation: Curation | None,
+    clock: _Clock,
+    tracking_uri: str | None,
+    tags: dict[str, str],
+    force: bool,
+    started: float,
+) -> tuple[PublishedVersion, str, dict[str, float]]:
+    """Publish, record, then release staging: a run killed in between leaves the shards and
+    the journal, and the next run of the plan finishes from there."""
+    plan, t = rounds.plan, time.perf_counter()
+    published, run_id = runner.step(
+        "publish-version", _publish, plan, tracking_uri, curation, force
+    )
+    clock.add("publish", t)
+    metrics = _metrics(rounds, published, curation, clock)
+    run_id = run_id or runner.step(
+        "record-version", _record, published, plan, metrics, curation, tracking_uri, tags, started
+    )
+    release_staging(plan.layout, plan.digest)
+    return published, run_id, metrics
 
 
 def run_dataset(
@@ -298,48 +416,37 @@ def run_dataset(
 ) -> RunResult:
     """Generate, curate, publish and version the dataset `manifest` describes.
 
-    A re-run of the same manifest resumes: shards finished in staging are skipped. MLflow (a
-    second or more to import) is imported in the background while images are made. `tags` go
-    on the MLflow run (e.g. the Prefect flow run that made it); its duration covers the run.
-    A run that makes exactly the latest version again publishes nothing unless `force`;
-    `fail_on_shortfall` fails a run whose items are short of their counts, before publishing.
+    A re-run of the same manifest resumes: shards finished in staging are skipped, and a
+    version a killed run published but did not record is recorded, not made again. Runs of
+    one plan take turns (`plan_lock`); runs of different plans of one dataset go at once and
+    get distinct versions. MLflow (a second or more to import) is imported in the background
+    while images are made. `tags` go on the MLflow run (e.g. the Prefect flow run that made
+    it); its duration covers the run. A run that makes exactly the latest version again
+    publishes nothing unless `force`; `fail_on_shortfall` fails a run whose items are short
+    of their counts, before publishing.
     """
     t0, started = time.perf_counter(), time.time()
     threading.Thread(target=importlib.import_module, args=("mlflow",), daemon=True).start()
-    notify, clock = _Observers(observers), _Clock()
+    notify, clock, tags = _Observers(observers), _Clock(), dict(tags or {})
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
     generator_class(manifest.generator.kind).check(manifest.generator)
     plan = make_plan(manifest, datasets_root)
     runner.check(plan)
     notify.planned(plan)
-    prior = _prior(plan, tracking_uri, notify)
-    t = clock.add("plan", t0)
-    rounds = _Rounds(runner, plan, notify, clock)
-    curation, topups = rounds.run(prior)
-    if fail_on_shortfall and curation is not None and len(curation.shortfall()):
-        short = curation.shortfall()
-        raise ShortfallError(
-            f"{len(short)} items short of their count ({int(short['shortfall'].sum())} images) "
-            "after their attempt budget; nothing was published (--fail-on-shortfall)"
+    lock = plan.layout.staging_dir(plan.digest).with_suffix(".lock")
+    with plan_lock(lock, tags, notify.waiting) as killed:
+        if resume := _resume(plan, killed, tracking_uri):
+            notify.resuming(resume)
+        prior = _prior(plan, tracking_uri, notify)
+        clock.add("plan", t0)
+        rounds = _Rounds(runner, plan, notify, clock)
+        curation = rounds.run(prior)
+        if fail_on_shortfall:
+            _check_shortfall(curation)
+        published, run_id, metrics = _publish_and_record(
+            runner, rounds, curation, clock, tracking_uri, tags, force, started
         )
-    t = time.perf_counter()
-    published, run_id = runner.step(
-        "publish-version", _publish, rounds.plan, tracking_uri, curation, force
-    )
-    clock.add("publish", t)
-    metrics = {**_metrics(rounds, published, curation, clock), "topup_rounds": topups}
-    run_id = run_id or runner.step(
-        "record-version",
-        _record,
-        published,
-        rounds.plan,
-        metrics,
-        curation,
-        tracking_uri,
-        dict(tags or {}),
-        started,
-    )
     result = RunResult(
         published,
         run_id,
@@ -347,7 +454,7 @@ def run_dataset(
         curation,
         rounds.outcomes,
         metrics,
-        topups,
+        rounds.topups,
         time.perf_counter() - t0,
     )
     notify.finished(result)

@@ -1,13 +1,16 @@
 """Shards: the unit of generation work, written to staging atomically and skipped once done.
 
 A shard folder holds `images/<sample_id>.png`, `rows.parquet` (one row per request, failed
-ones included with `status="error"`) and the marker `_DONE`. It is written under a temporary
-name and renamed, so a shard folder either is complete or does not exist.
+ones included with `status="error"`, each image's `file_sha256`) and the marker `_DONE`. It is
+written under a temporary name and renamed, so a shard folder either is complete or does not
+exist. What happens to it afterwards (a truncated or deleted image, a planted symlink) is caught
+by `image_problems` before anything is published.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -66,14 +69,18 @@ def write_shard(folder: Path, results: Sequence[GenerationResult], settings: dic
     with atomic_path(folder, folder=True) as tmp:
         (tmp / "images").mkdir()
         for res in results:
-            file_name = None
+            file_name = file_sha256 = None
             if res.image is not None:
                 file_name = f"images/{res.request.sample_id}.png"
-                res.image.save(tmp / file_name, format="PNG")
+                buffer = io.BytesIO()
+                res.image.save(buffer, format="PNG")
+                (tmp / file_name).write_bytes(buffer.getvalue())
+                file_sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
             rows.append(
                 {
                     **request_row(res.request),
                     "file_name": file_name,
+                    "file_sha256": file_sha256,
                     **settings,
                     "created_at": now,
                     "status": "ok" if res.error is None else "error",
@@ -87,3 +94,41 @@ def write_shard(folder: Path, results: Sequence[GenerationResult], settings: dic
 
 def read_shard_rows(folder: Path) -> pd.DataFrame:
     return pd.read_parquet(folder / ROWS)
+
+
+def image_problems(folder: Path, rows: pd.DataFrame) -> list[str | None]:
+    """Per row, why its image cannot be published, or None when it can.
+
+    A shard's images may change after they were written and scored: truncated, deleted, or
+    replaced by a symlink to a file outside the datasets root. Each image must be a regular
+    file inside `folder` whose bytes still hash to `file_sha256` (shards written before that
+    column existed are decoded instead).
+    """
+    root = folder.resolve()
+    digests = rows["file_sha256"] if "file_sha256" in rows else [None] * len(rows)
+    return [
+        _image_problem(root, name, digest) if isinstance(name, str) else None
+        for name, digest in zip(rows["file_name"], digests, strict=True)
+    ]
+
+
+def _image_problem(root: Path, file_name: str, digest: str | None) -> str | None:
+    path = root / file_name
+    if path.is_symlink() or not path.resolve().is_relative_to(root):
+        return f"{file_name} is a link or lies outside its shard"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"{file_name} cannot be read: {exc.strerror or exc}"
+    if digest is not None:
+        if hashlib.sha256(data).hexdigest() != digest:
+            return f"{file_name} changed after it was generated (sha256 differs)"
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception as exc:
+        return f"{file_name} does not decode: {exc}"
+    return None

@@ -71,11 +71,12 @@ def generate_and_publish(text: str):
     from synthset.generators.shard import generate_shard
     from synthset.manifest import load_manifest
     from synthset.plan import make_plan
-    from synthset.storage.publish import publish
+    from synthset.storage.publish import publish, release_staging
 
     manifest = load_manifest(write_manifest(Path.cwd(), text))
     plan = make_plan(manifest)
     for shard in plan.shards:
         generate_shard(manifest.generator, shard)
     published = publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest)
+    release_staging(plan.layout, plan.digest)
     return manifest, plan, published

@@ -22,7 +22,7 @@ class _Heard(RunObserver):
         self.progress_calls: list[tuple[int, int]] = []
         self.rounds: list[int] = []
 
-    def progress(self, done, total, outcome) -> None:
+    def progress(self, done, total) -> None:
         self.progress_calls.append((done, total))
 
     def curated(self, curation, round_) -> None:

@@ -40,7 +40,7 @@ from synthset.curation.plugins import base as plugins
 from synthset.curation.prior import PriorVersions
 from synthset.curation.score import read_scores, scored_by
 from synthset.curation.tiers import TIERS
-from synthset.shards import read_shard_rows
+from synthset.shards import image_problems, read_shard_rows
 
 
 @dataclass
@@ -67,12 +67,24 @@ def _shard_pool(folder: Path) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any] 
         filled = merged[column].where(merged[column].notna(), merged[f"{column}_setting"])
         merged[column] = filled.astype(rows[column].dtype) if filled.notna().all() else filled
         merged = merged.drop(columns=f"{column}_setting")
+    merged["decode_error"] = _still_readable(folder, merged)
     aligned = np.zeros((len(merged), embeddings.shape[1]), dtype=np.float16)
     position = pd.Series(np.arange(len(scores)), index=scores["sample_id"])
     found = merged["sample_id"].map(position)
     has = found.notna().to_numpy()
     aligned[has] = embeddings[found[has].astype(np.int64).to_numpy()]
     return merged, aligned, scorer
+
+
+def _still_readable(folder: Path, rows: pd.DataFrame) -> pd.Series:
+    """`decode_error`, also set for images that changed since they were scored (truncated,
+    deleted, replaced by a link), so they are rejected as `unreadable`, never published."""
+    errors = rows["decode_error"].astype(object) if "decode_error" in rows else None
+    errors = pd.Series([None] * len(rows), dtype=object) if errors is None else errors.copy()
+    check = (rows["status"] == "ok").to_numpy() & errors.isna().to_numpy()
+    problems = image_problems(folder, rows[check])
+    errors[check] = pd.Series(problems, index=errors.index[check], dtype=object)
+    return errors.where(errors.notna(), None)
 
 
 def load_pool(folders: Sequence[Path]) -> Pool:

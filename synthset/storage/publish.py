@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from synthset.atomic import atomic_path
 from synthset.layout import DatasetLayout
 from synthset.manifest import Manifest
-from synthset.shards import CONDITION_COLUMNS, read_shard_rows
+from synthset.shards import CONDITION_COLUMNS, image_problems, read_shard_rows
 from synthset.storage.card import dataset_card
 from synthset.storage.formats import version_digest
 
@@ -28,6 +29,7 @@ METADATA = "metadata.parquet"
 REJECTED = "rejected.parquet"
 MANIFEST = "manifest.yaml"
 CURATION = "curation.json"
+JOURNAL = "publishing.json"
 _INTERNAL = ("status", "error", "decode_error")
 _DECISIONS = ("reject_reason", "detail", "dup_of", "dup_tier", "dup_version")
 
@@ -53,12 +55,25 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def _checked_rows(shard: Path) -> pd.DataFrame:
+    """A shard's rows, those whose image changed since it was written marked `unreadable`."""
+    rows = read_shard_rows(shard)
+    problems = pd.Series(image_problems(shard, rows), index=rows.index, dtype=object)
+    bad = (rows["status"] == "ok") & problems.notna()
+    rows.loc[bad, "status"] = "unreadable"
+    rows["error"] = rows["error"].astype(object)
+    rows.loc[bad, "error"] = problems[bad]
+    rows.loc[bad, "file_name"] = None
+    return rows
+
+
 def _split_uncurated(shards: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows = pd.concat([read_shard_rows(s) for s in shards], ignore_index=True)
+    rows = pd.concat([_checked_rows(s) for s in shards], ignore_index=True)
     rows = rows.sort_values(["item_index", "index"], kind="stable", ignore_index=True)
     ok = rows["status"] == "ok"
     rejected = rows[~ok].rename(columns={"error": "detail"})
-    rejected.insert(1, "reject_reason", "generation_failed")
+    reason = rejected["status"].map({"unreadable": "unreadable"}).fillna("generation_failed")
+    rejected.insert(1, "reject_reason", reason)
     return rows[ok].reset_index(drop=True), rejected.reset_index(drop=True)
 
 
@@ -176,6 +191,20 @@ def rename_to_free_version(
             version += 1
 
 
+def pending_version(layout: DatasetLayout, plan: str) -> tuple[int, str] | None:
+    """(number, digest) of the version a killed run of this plan renamed into place but may
+    not have recorded: its journal names `v<N>`, `v<N>` exists and the staged copy is gone."""
+    staging = layout.staging_dir(plan)
+    try:
+        entry = json.loads((staging / JOURNAL).read_text())
+        version, digest = int(entry["version"]), str(entry["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (staging / "version").exists() or not layout.version_dir(version).is_dir():
+        return None
+    return version, digest
+
+
 def publish(
     layout: DatasetLayout,
     plan: str,
@@ -184,6 +213,7 @@ def publish(
     first_version: int = 1,
     curation: Curation | None = None,
     latest: tuple[int, str] | None = None,
+    pending: tuple[int, str] | None = None,
 ) -> PublishedVersion:
     """Build the version in staging, then rename it to the first free `v<N>` ≥ `first_version`.
 
@@ -191,33 +221,44 @@ def publish(
     With it, its decisions are applied: kept rows carry their scores, rejected rows their
     reason and scores, and the folder gets `curation.json` and the semantic `index/`.
     Readers never see a partial version: until the rename, the folder is under `.staging/`.
-    The staging folder of the plan (its shards) is removed once the version is published.
-    When the digest equals `latest` (number, digest), nothing is published: a scheduled run
-    of an unchanged manifest does not stack identical versions.
+
+    The staging folder (the shards) stays until `release_staging`, called once the version is
+    recorded too: a run killed in between finds its shards and, in the journal, the version it
+    renamed. Given that `pending` version (unrecorded), a run whose result has the same digest
+    adopts it instead of publishing a copy; a different result replaces it. When the digest
+    equals `latest` (number, digest), nothing is published: a scheduled run of an unchanged
+    manifest does not stack identical versions.
     """
     staging = layout.staging_dir(plan) / "version"
     kept, rejected = _assemble(staging, shards, manifest, curation)
     digest = version_digest(staging)
+    counts = (len(kept), len(rejected))
+    if pending is not None:
+        target = layout.version_dir(pending[0])
+        if pending[1] == digest:
+            shutil.rmtree(staging)
+            return PublishedVersion(manifest.dataset, pending[0], target, digest, *counts)
+        shutil.rmtree(target)
     if latest is not None and digest == latest[1]:
-        _remove_staging(layout, plan)
-        version = latest[0]
-        target = layout.version_dir(version)
+        shutil.rmtree(staging)
+        target = layout.version_dir(latest[0])
         return PublishedVersion(
-            manifest.dataset, version, target, digest, len(kept), len(rejected), unchanged=True
+            manifest.dataset, latest[0], target, digest, *counts, unchanged=True
         )
-    version, target = rename_to_free_version(
-        layout,
-        staging,
-        first_version,
-        lambda v: (staging / "README.md").write_text(
-            dataset_card(manifest, v, digest, kept, rejected, curation)
-        ),
-    )
-    _remove_staging(layout, plan)
-    return PublishedVersion(manifest.dataset, version, target, digest, len(kept), len(rejected))
+
+    def prepare(version: int) -> None:
+        (staging / "README.md").write_text(
+            dataset_card(manifest, version, digest, kept, rejected, curation)
+        )
+        with atomic_path(staging.parent / JOURNAL) as tmp:
+            tmp.write_text(json.dumps({"version": version, "digest": digest}))
+
+    version, target = rename_to_free_version(layout, staging, first_version, prepare)
+    return PublishedVersion(manifest.dataset, version, target, digest, *counts)
 
 
-def _remove_staging(layout: DatasetLayout, plan: str) -> None:
+def release_staging(layout: DatasetLayout, plan: str) -> None:
+    """Remove a plan's staging folder (its shards and journal): the version is recorded."""
     shutil.rmtree(layout.staging_dir(plan), ignore_errors=True)
     with contextlib.suppress(OSError):
         layout.staging_dir(plan).parent.rmdir()

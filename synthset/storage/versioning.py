@@ -8,9 +8,11 @@ Aliases (`latest`, `production`, ...) are experiment tags `synthset.alias.<alias
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import tempfile
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +55,14 @@ class VersionInfo:
     aliases: tuple[str, ...] = field(default=())
 
 
+_FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+"""MLflow retries a lost server for minutes by default (7 retries, backoff 2); a pipeline
+should fail in seconds and resume later. Set the variables to override."""
+
+
 def _client(tracking_uri: str | None):
+    for key, value in _FAIL_FAST.items():
+        os.environ.setdefault(key, value)
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
@@ -91,33 +100,37 @@ def _version_runs(client: Any, experiment_id: str) -> Iterator[Any]:
 
 
 def _aliases(experiment: Any) -> dict[int, list[str]]:
+    """Aliases set by users, per version (`latest` is not one: it is always the newest)."""
     out: dict[int, list[str]] = {}
     for key, value in experiment.tags.items():
-        if key.startswith(ALIAS_PREFIX):
+        if key.startswith(ALIAS_PREFIX) and key != ALIAS_PREFIX + LATEST:
             out.setdefault(int(value), []).append(key.removeprefix(ALIAS_PREFIX))
     return out
 
 
 def list_versions(name: str, tracking_uri: str | None = None) -> list[VersionInfo]:
-    """All published versions of a dataset, oldest first, with their aliases."""
+    """All published versions of a dataset, oldest first, with their aliases; `latest` is the
+    highest finished version, whatever order concurrent runs finished in."""
     client = _client(tracking_uri)
     exp = _experiment(client, name)
+    runs = sorted(
+        _version_runs(client, exp.experiment_id), key=lambda r: int(r.data.tags[TAG_VERSION])
+    )
     aliases = _aliases(exp)
-    infos = []
-    for run in _version_runs(client, exp.experiment_id):
-        version = int(run.data.tags[TAG_VERSION])
-        infos.append(
-            VersionInfo(
-                name=name,
-                version=version,
-                run_id=run.info.run_id,
-                digest=run.data.tags[TAG_DIGEST],
-                images=int(run.data.metrics.get("images", run.data.metrics.get("rows", 0))),
-                created=pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
-                aliases=tuple(sorted(aliases.get(version, []))),
-            )
+    if runs:
+        aliases.setdefault(int(runs[-1].data.tags[TAG_VERSION]), []).append(LATEST)
+    return [
+        VersionInfo(
+            name=name,
+            version=int(run.data.tags[TAG_VERSION]),
+            run_id=run.info.run_id,
+            digest=run.data.tags[TAG_DIGEST],
+            images=int(run.data.metrics.get("images", run.data.metrics.get("rows", 0))),
+            created=pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+            aliases=tuple(sorted(aliases.get(int(run.data.tags[TAG_VERSION]), []))),
         )
-    return sorted(infos, key=lambda v: v.version)
+        for run in runs
+    ]
 
 
 def list_datasets(tracking_uri: str | None = None) -> list[str]:
@@ -284,9 +297,72 @@ def record_run(
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
-    latest = max(v.version for v in list_versions(published.name, tracking_uri))
-    client.set_experiment_tag(exp.experiment_id, ALIAS_PREFIX + LATEST, str(latest))
+    _show_latest(client, published.name, tracking_uri)
     return run_id
+
+
+def _show_latest(client: Any, name: str, tracking_uri: str | None) -> None:
+    """Mirror `latest` into the experiment's tags for the MLflow UI. Runs finishing at once
+    may write it in any order; each re-reads until what it wrote is the newest it sees, so
+    the last write names the newest version."""
+    exp_id = _experiment(client, name).experiment_id
+    shown = None
+    while True:
+        newest = max(v.version for v in list_versions(name, tracking_uri))
+        if newest == shown:
+            return
+        client.set_experiment_tag(exp_id, ALIAS_PREFIX + LATEST, str(newest))
+        shown = newest
+
+
+def check_writable(name: str, tracking_uri: str | None = None) -> None:
+    """Fail in seconds, before anything is published, when the tracking store would not take
+    the version's record: a server that does not answer, or a store that refuses writes (a
+    read-only database). The probe writes the experiment tag `synthset.last_publish`."""
+    import mlflow
+    from mlflow.utils.time import get_current_time_millis
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5):
+                pass
+        except OSError as exc:
+            raise SynthsetError(
+                f"the MLflow server at {uri} does not answer ({exc}); nothing was published "
+                "and the generated shards are kept: run again once it is back to finish"
+            ) from exc
+    try:
+        client = _client(tracking_uri)
+        exp = _experiment(client, name, create=True)
+        client.set_experiment_tag(
+            exp.experiment_id, "synthset.last_publish", str(get_current_time_millis())
+        )
+    except SynthsetError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SynthsetError(
+            f"the tracking store {uri} refused a write ({first}); nothing was published and "
+            "the generated shards are kept: run again once it takes writes to finish"
+        ) from exc
+
+
+def fail_abandoned_runs(name: str, plan: str, tracking_uri: str | None = None) -> list[str]:
+    """Mark FAILED the runs of `plan` left RUNNING by a killed run (the caller holds the
+    plan's lock, so no live run of it is recording); returns their ids."""
+    client = _client(tracking_uri)
+    try:
+        exp = _experiment(client, name)
+    except DatasetNotFound:
+        return []
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG_PLAN}` = '{plan}'",
+    )
+    for run in runs:
+        client.set_terminated(run.info.run_id, "FAILED")
+    return [run.info.run_id for run in runs]
 
 
 def record_version(

@@ -42,6 +42,9 @@ items:
     copy_from = plan.shards[0].folder / "images" / f"{plan.requests[0].sample_id}.png"
     copy_to = plan.shards[0].folder / "images" / f"{plan.requests[1].sample_id}.png"
     shutil.copyfile(copy_from, copy_to)
+    rows = pd.read_parquet(plan.shards[0].folder / "rows.parquet")
+    rows.loc[1, "file_sha256"] = rows.loc[0, "file_sha256"]
+    rows.to_parquet(plan.shards[0].folder / "rows.parquet")
     broken = plan.shards[1].folder / "images" / f"{plan.requests[4].sample_id}.png"
     broken.write_bytes(broken.read_bytes()[:80])
     scorer = scorer_for(manifest.curation.clip)

@@ -15,7 +15,7 @@ from synthset.manifest import Manifest, load_manifest
 from synthset.plan import make_plan
 from synthset.storage.digest import content_digest
 from synthset.storage.formats import version_digest
-from synthset.storage.publish import publish
+from synthset.storage.publish import pending_version, publish, release_staging
 from tests.conftest import write_manifest
 
 COLUMNS = [
@@ -61,6 +61,7 @@ def load_imagefolder(folder):
 def generate_and_publish(manifest, plan):
     reports = [generate_shard(manifest.generator, shard) for shard in plan.shards]
     published = publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest)
+    release_staging(plan.layout, plan.digest)
     return reports, published
 
 
@@ -89,7 +90,11 @@ def test_a_published_version_is_a_complete_folder(tiny_model):
     )
     first = meta.iloc[0]
     assert (first["prompt"], list(first["tags"])) == ("a red seven", ["red", "digit"])
-    assert (first["model"], first["scheduler"], first["steps"]) == (tiny_model, "euler", 2)
+    assert (first["model"], first["scheduler"], first["steps"]) == (
+        Path(tiny_model).name,
+        "euler",
+        2,
+    )
     assert (first["width"], first["height"]) == (32, 32)
     assert meta.iloc[3]["metadata"] == '{"source": "test"}'
     assert meta.iloc[3]["seed"] == 9
@@ -109,17 +114,47 @@ def test_a_published_version_is_a_complete_folder(tiny_model):
     assert 'synthset.pull("pub-layout", version=1)' in card
 
 
-def test_staging_is_removed_after_publish(tiny_model):
+def test_staging_stays_until_the_version_is_recorded_then_is_released(tiny_model):
     manifest, plan = plan_for("pub-staging", tiny_model)
     assert len(plan.shards) == 2
     for shard in plan.shards:
         generate_shard(manifest.generator, shard)
     assert all(s.done for s in plan.shards)
-    assert plan.layout.staging_dir(plan.digest).is_dir()
 
     publish(plan.layout, plan.digest, [s.folder for s in plan.shards], manifest)
 
+    staging = plan.layout.staging_dir(plan.digest)
+    assert sorted(p.name for p in staging.iterdir()) == ["publishing.json", "shards"]
+    assert pending_version(plan.layout, plan.digest) == (
+        1,
+        version_digest(staging.parent.parent / "v1"),
+    )
+    release_staging(plan.layout, plan.digest)
     assert [p.name for p in plan.layout.dataset_dir.iterdir()] == ["v1"]
+
+
+def test_a_killed_publish_is_adopted_when_the_result_is_the_same_and_replaced_when_not(
+    tiny_model,
+):
+    manifest, plan = plan_for("pub-adopt", tiny_model)
+    folders = [s.folder for s in plan.shards]
+    for shard in plan.shards:
+        generate_shard(manifest.generator, shard)
+    first = publish(plan.layout, plan.digest, folders, manifest)
+    pending = pending_version(plan.layout, plan.digest)
+    stamp = (first.path / "metadata.parquet").stat().st_ino
+
+    again = publish(plan.layout, plan.digest, folders, manifest, pending=pending)
+
+    assert (again.version, again.digest) == (1, first.digest)
+    assert (again.path / "metadata.parquet").stat().st_ino == stamp
+    assert plan.layout.versions() == [1]
+
+    changed = (1, "sha256:" + "0" * 64)
+    replaced = publish(plan.layout, plan.digest, folders, manifest, pending=changed)
+    assert (replaced.version, replaced.digest) == (1, first.digest)
+    assert (replaced.path / "metadata.parquet").stat().st_ino != stamp
+    assert plan.layout.versions() == [1]
 
 
 def test_a_version_loads_with_hugging_face_imagefolder(tiny_model):
