@@ -84,6 +84,8 @@ def _run(args: argparse.Namespace, bar: _Bar) -> dict:
         "force": args.force,
         "fail_on_shortfall": args.fail_on_shortfall,
     }
+    if args.shards_per_gpu is not None:
+        options["shards_per_gpu"] = args.shards_per_gpu
     if args.runner == "local":
         from synthset.pipeline import run_dataset
         from synthset.runners.local import LocalRunner
@@ -109,12 +111,18 @@ def _run(args: argparse.Namespace, bar: _Bar) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from synthset.manifest import load_manifest
+    from synthset.runners.gpu import GpuSlots
     from synthset.servers import require_reachable
 
     load_manifest(args.manifest)
     require_reachable(args.tracking_uri)
     if args.address and args.runner != "ray":
         raise SynthsetError("--address is the Ray cluster's; use it with --runner ray")
+    if args.shards_per_gpu is not None and args.runner == "local":
+        raise SynthsetError(
+            "--shards-per-gpu is a Prefect concurrency limit; not with --runner local"
+        )
+    GpuSlots(args.shards_per_gpu)
     bar = _Bar(args.quiet)
     try:
         result = _run(args, bar)
@@ -147,6 +155,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"digest:      {result['digest']}")
     for line in _ui_links(result, args.tracking_uri):
         print(line)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from synthset.flows.serve import serve, serve_deployment
+
+    deployment = serve_deployment(
+        args.manifest,
+        args.cron,
+        args.timezone,
+        args.name,
+        datasets_root=args.datasets_root,
+        tracking_uri=args.tracking_uri,
+        shards_per_gpu=args.shards_per_gpu,
+    )
+    serve(deployment)
     return 0
 
 
@@ -221,6 +245,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_shards_per_gpu(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shards-per-gpu",
+        type=int,
+        default=None,
+        help="shards (of all flow runs) that may share one GPU: the Prefect concurrency limit "
+        "synthset-gpu-<uuid> (default: keep an existing limit, else 1)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthset", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -269,6 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail the run, publishing nothing, when items stay short of their counts",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_shards_per_gpu(p)
+    p = sub.add_parser(
+        "serve",
+        help="run a manifest on a cron schedule from this process (no work pool)",
+        description="register a Prefect deployment of the manifest with a cron schedule and run "
+        "its flow runs here until interrupted",
+    )
+    p.set_defaults(func=cmd_serve)
+    p.add_argument("manifest")
+    p.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * *"')
+    p.add_argument("--timezone", default="UTC", help="IANA time zone of --cron (default: UTC)")
+    p.add_argument("--name", default=None, help="deployment name (default: the dataset's)")
+    p.add_argument("--datasets-root", default=None)
+    p.add_argument("--tracking-uri", default=None)
+    _add_shards_per_gpu(p)
     p = sub.add_parser("ls", parents=[tracking], help="list datasets, versions, digests, aliases")
     p.set_defaults(func=cmd_ls)
     p.add_argument("name", nargs="?")

@@ -2,7 +2,9 @@
 with what the Prefect UI shows (progress, shard, rejection and per-item artifacts, logs).
 
 The task runner is chosen at call time: `run_flow(..., runner="ray")` runs the same flow with
-shards on a Ray cluster.
+shards on a Ray cluster. The manifest is a file the worker can read (`manifest_path`) or the
+manifest itself (`manifest`, a deployment parameter), whose relative paths resolve against the
+worker's working directory.
 """
 
 from __future__ import annotations
@@ -22,14 +24,19 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 
 from synthset.curation.curate import Curation
-from synthset.manifest import load_manifest
+from synthset.errors import SynthsetError
+from synthset.manifest import Manifest, load_manifest, parse_manifest
 from synthset.pipeline import RunObserver, RunResult, ShardOutcome, run_dataset
 from synthset.plan import Plan
+from synthset.runners.gpu import GpuSlots
 from synthset.runners.prefect import PrefectRunner, task_runner
 from synthset.runners.ray import RaySettings, preflight
 
 OBSERVERS: list[RunObserver] = []
 """Observers called in-process besides the flow's own (the CLI's progress bar)."""
+
+INLINE = "<inline manifest>"
+"""How errors name a manifest given as a flow parameter."""
 
 
 def _artifact_key(name: str, suffix: str) -> str:
@@ -139,7 +146,10 @@ def _curation_artifacts(name: str, version: int, curation: Curation) -> None:
 
 def _run_name() -> str:
     """The dataset's name (what a data engineer looks for), else the manifest file's."""
-    path = Path(flow_run.parameters["manifest_path"])
+    inline = flow_run.parameters.get("manifest")
+    if isinstance(inline, dict):
+        return str(inline.get("dataset") or "manifest")
+    path = Path(flow_run.parameters.get("manifest_path") or "manifest")
     try:
         return str(yaml.safe_load(path.read_text())["dataset"])
     except Exception:
@@ -169,14 +179,18 @@ def _tag_flow_run(*tags: str) -> None:
     task_runner=task_runner("prefect"),
 )
 def generate_dataset(
-    manifest_path: str,
+    manifest_path: str | None = None,
     datasets_root: str | None = None,
     tracking_uri: str | None = None,
     shard_timeout: float | None = None,
     force: bool = False,
     fail_on_shortfall: bool = False,
+    manifest: dict[str, Any] | None = None,
+    shards_per_gpu: int | None = None,
 ) -> dict[str, Any]:
-    """Generate, curate, publish and version the dataset a manifest describes.
+    """Generate, curate, publish and version the dataset a manifest describes: the file at
+    `manifest_path`, or `manifest` given inline. `shards_per_gpu` sets how many shards (of
+    all flow runs) may share one GPU; unset, an existing limit is kept, else 1.
 
     Returns the version's name, number, folder, digest, image counts, shortfall, MLflow run
     id and the flow run's id.
@@ -185,8 +199,8 @@ def generate_dataset(
     if url := _ui_url():
         prefect["prefect.flow_run_url"] = url
     result = run_dataset(
-        manifest_path,
-        PrefectRunner(shard_timeout),
+        resolve_manifest(manifest_path, manifest),
+        PrefectRunner(shard_timeout, GpuSlots(shards_per_gpu)),
         datasets_root=datasets_root,
         tracking_uri=tracking_uri,
         observers=[FlowArtifacts(), *OBSERVERS],
@@ -195,6 +209,17 @@ def generate_dataset(
         fail_on_shortfall=fail_on_shortfall,
     )
     return {**result.summary(), "flow_run_id": str(flow_run.get_id())}
+
+
+def resolve_manifest(path: str | None, inline: dict[str, Any] | None) -> Manifest:
+    """The manifest of the flow's parameters: exactly one of a file and an inline mapping."""
+    if (path is None) == (inline is None):
+        raise SynthsetError(
+            "give the manifest as exactly one of manifest_path and manifest (inline)"
+        )
+    if inline is not None:
+        return parse_manifest(inline, Path.cwd(), INLINE)
+    return load_manifest(path)
 
 
 def run_flow(

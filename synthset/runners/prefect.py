@@ -3,7 +3,8 @@ runner at once (threads, Ray through prefect-ray), and each single step is a tas
 
 The task runner is chosen when the flow is called (`flow_with_runner`); this runner reads it
 from the flow run's context, so a Ray task runner gets its resource check and per-shard
-`remote_options`. A user's own mistake (`SynthsetError`) is never retried.
+`remote_options`. A user's own mistake (`SynthsetError`) is never retried. A shard on a GPU
+holds a slot of that GPU's Prefect global concurrency limit (`synthset.runners.gpu`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from synthset.errors import SynthsetError
 from synthset.pipeline import ShardOutcome, process_shard
 from synthset.plan import Plan, Shard
 from synthset.runners import ray as ray_runner
+from synthset.runners.gpu import GpuSlots, gpu_slot
 from synthset.runners.ray import RaySettings
 
 T = TypeVar("T")
@@ -46,10 +48,17 @@ def not_a_user_error(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=not_a_user_error,
     cache_policy=NO_CACHE,
 )
-def shard_task(generator: Any, curation: Any, shard: Shard) -> ShardOutcome:
-    """Generate and score one shard (on whichever worker the task runner picks)."""
-    outcome = process_shard(generator, curation, shard)
-    report, logger = outcome.generated, get_run_logger()
+def shard_task(
+    generator: Any, curation: Any, shard: Shard, gpu: GpuSlots | None = None
+) -> ShardOutcome:
+    """Generate and score one shard (on whichever worker the task runner picks), holding a
+    slot of its GPU's concurrency limit while it does."""
+    logger = get_run_logger()
+    with gpu_slot(gpu or GpuSlots(), generator.device) as limit:
+        if limit:
+            logger.info("shard %d holds a slot of %s", shard.index, limit)
+        outcome = process_shard(generator, curation, shard)
+    report = outcome.generated
     if report.skipped:
         logger.info("shard %d already done in staging, skipped", shard.index)
     else:
@@ -65,10 +74,12 @@ def shard_task(generator: Any, curation: Any, shard: Shard) -> ShardOutcome:
 
 
 class PrefectRunner:
-    """Shards as concurrent Prefect tasks; must be used inside a flow run."""
+    """Shards as concurrent Prefect tasks; must be used inside a flow run. `gpu`: how GPU
+    shards share devices (default: one shard per GPU)."""
 
-    def __init__(self, shard_timeout: float | None = None):
+    def __init__(self, shard_timeout: float | None = None, gpu: GpuSlots | None = None):
         self.shard_timeout = shard_timeout
+        self.gpu = gpu or GpuSlots()
         context = FlowRunContext.get()
         if context is None:
             raise RuntimeError("PrefectRunner runs inside a Prefect flow run")
@@ -89,7 +100,9 @@ class PrefectRunner:
         if self.ray:
             options = ray_runner.remote_options(self.resources)
         with options:
-            futures = [run.submit(manifest.generator, manifest.curation, s) for s in shards]
+            futures = [
+                run.submit(manifest.generator, manifest.curation, s, self.gpu) for s in shards
+            ]
         for future in as_completed(futures):
             yield future.result()
 
