@@ -176,6 +176,20 @@ class GeneratorConfig(BaseModel):
         return settings
 
 
+def model_label(model: str) -> str:
+    """How a model is named where results are published: a local folder by its name, never
+    by its absolute path on the machine that ran it; a Hub id or built-in name as given."""
+    return Path(model).name if Path(model).is_absolute() else model
+
+
+def public_path_text(text: str, paths: Iterable[str | None]) -> str:
+    """`text` (an error message) with each of `paths` replaced by its file name."""
+    for path in paths:
+        if path:
+            text = text.replace(path, Path(path).name)
+    return text
+
+
 def folder_identity(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -328,7 +342,7 @@ def _unflatten(row: dict[str, Any], file: str, where: str) -> dict[str, Any]:
     return out
 
 
-def _resolve_conditions(item: Item, base: Path, inputs: _Inputs, where: str) -> Item:
+def _resolve_conditions(item: Item, base: Path, inputs: _Inputs, file: str, where: str) -> Item:
     """Condition paths become absolute; they must be files inside the allowed folders."""
     if item.conditions is None:
         return item
@@ -336,7 +350,7 @@ def _resolve_conditions(item: Item, base: Path, inputs: _Inputs, where: str) -> 
     for name in ("image", "mask", "control"):
         value = getattr(item.conditions, name)
         if value is not None:
-            path = confined(value, base, inputs.roots, inputs.file, f"{where}.conditions", name)
+            path = confined(value, base, inputs.roots, file, f"{where}.conditions", name)
             resolved[name] = str(path)
     return item.model_copy(update={"conditions": Conditions(**resolved)})
 
@@ -386,7 +400,7 @@ def _load_items_file(spec: str, base: Path, inputs: _Inputs) -> list[Item]:
             item = Item.model_validate(_unflatten(row, file, label))
         except ValidationError as exc:
             _raise_validation(file, exc, where=label, at=("items", "*"))
-        item = _resolve_conditions(item, path.parent, inputs, label)
+        item = _resolve_conditions(item, path.parent, inputs, file, label)
         items.append(inputs.take(item, file, label))
     if not items:
         raise ManifestError(file, "the file has no rows", field=None)
@@ -466,7 +480,8 @@ def _parse(raw: Any, base: Path, file: str) -> Manifest:
     items = []
     for i, item in enumerate(manifest.items):
         where = f"items[{i}]"
-        items.append(inputs.take(_resolve_conditions(item, base, inputs, where), file, where))
+        item = _resolve_conditions(item, base, inputs, file, where)
+        items.append(inputs.take(item, file, where))
     for spec in manifest.items_from:
         items.extend(_load_items_file(spec, base, inputs))
     if not items:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from synthset.errors import SynthsetError
-from synthset.manifest import GenerationRequest, GeneratorConfig
+from synthset.manifest import GenerationRequest, GeneratorConfig, model_label
 from synthset.registry import import_class
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class Generator:
 
     def settings(self) -> dict[str, Any]:
         """Columns recorded with every image of a shard (model, steps, size, ...)."""
-        return {"generator": self.kind, "model": self.config.model}
+        return {"generator": self.kind, "model": model_label(self.config.model)}
 
 
 GENERATORS: dict[str, type[Generator]] = {}

@@ -26,7 +26,13 @@ from synthset.generators.base import Generator, register
 from synthset.generators.builtin import require_model, resolve_model
 from synthset.generators.schedulers import check_options, scheduler_class, swap_scheduler
 from synthset.generators.speed import apply_speed
-from synthset.manifest import GenerationRequest, GeneratorConfig, SpeedConfig
+from synthset.manifest import (
+    GenerationRequest,
+    GeneratorConfig,
+    SpeedConfig,
+    model_label,
+    public_path_text,
+)
 
 log = logging.getLogger(__name__)
 _FITTING_BATCH: dict[str, int] = {}
@@ -207,7 +213,7 @@ class ImageGenerator(Generator):
     def settings(self) -> dict[str, Any]:
         c = self.config
         return {
-            "model": c.model,
+            "model": model_label(c.model),
             "pipeline": c.pipeline,
             "scheduler": c.scheduler or type(self.pipe.scheduler).__name__,
             "steps": c.steps,
@@ -237,8 +243,9 @@ class ImageGenerator(Generator):
                 control = self._condition(request.control, "RGB")
                 ready.append(_Prepared(position, request, image, mask, control))
             except (OSError, ValueError) as exc:
+                detail = public_path_text(str(exc), (request.image, request.mask, request.control))
                 results[position] = GenerationResult(
-                    request, error=f"unreadable condition image: {exc}", input_error=True
+                    request, error=f"unreadable condition image: {detail}", input_error=True
                 )
         for prepared, result in self._batches(ready):
             results[prepared.position] = result

@@ -32,6 +32,25 @@ def check_names(names: Sequence[str], file: str, where: str | None = "line 1") -
         seen.add(name)
 
 
+def csv_header(path: Path, encoding: str = "utf-8-sig", file: str | None = None) -> list[str]:
+    """The checked header of a CSV file, reading its first record only (tables may be large)."""
+    file = file or str(path)
+    with path.open(newline="", encoding=encoding) as stream:
+        try:
+            header = next(csv.reader(stream), None)
+        except csv.Error as exc:
+            raise InputError(file, f"not valid CSV: {exc}", where="line 1") from None
+    if header is None:
+        raise InputError(file, f"the file is empty; {_NO_HEADER}")
+    if not header:
+        raise InputError(file, _NO_HEADER, where="line 1")
+    check_names(header, file)
+    return header
+
+
+_NO_HEADER = "the first line must name the columns"
+
+
 def rows(path: Path, file: str | None = None) -> Iterator[Row]:
     """The rows of a `.csv`, `.jsonl` or `.parquet` file, lazily, in order."""
     file = file or str(path)
@@ -55,7 +74,7 @@ def columns(path: Path, file: str | None = None) -> list[str]:
 
 def _csv_reader(text: str, file: str) -> tuple[Any, list[str]]:
     if not text.strip():
-        raise InputError(file, "the file is empty; its first line must name the columns")
+        raise InputError(file, f"the file is empty; {_NO_HEADER}")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)

@@ -3,7 +3,7 @@ release config) and releases blocked by the audit gate."""
 
 from __future__ import annotations
 
-from synthset.errors import SynthsetError
+from synthset.errors import SynthsetError, one_line
 
 
 class TableError(SynthsetError):
@@ -27,7 +27,7 @@ class TableError(SynthsetError):
         if column is not None:
             parts.append(f"column '{column}'")
         parts.append(message)
-        super().__init__(": ".join(parts))
+        super().__init__(one_line(": ".join(parts)))
 
 
 class ReleaseBlocked(SynthsetError):

@@ -1,5 +1,5 @@
-"""`synthset tabular ...`: inspect a private table, release a synthetic copy (fit, audit,
-gate, publish), or fit and sample a model directly.
+"""`synthset tabular ...`: inspect a private table, check a release config and its table,
+release a synthetic copy (fit, audit, gate, publish), or fit and sample a model directly.
 
 Exit codes: 0 success, 1 a run failed, 2 a usage error (bad table, config or arguments),
 3 the release gate blocked the release (nothing was published; the report says why).
@@ -138,9 +138,27 @@ def _print_outcome(result: dict[str, Any]) -> None:
     print(f"MLflow run:  {result['mlflow_run_id']}")
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from synthset.privacy.tabular.config import load_config
+    from synthset.privacy.tabular.release import prepare
+
+    config = load_config(args.config)
+    prepared = prepare(config)
+    schema = prepared.table.schema
+    print(
+        f"ok: {args.config}: dataset '{config.dataset}', table {config.data}: "
+        f"{len(prepared.table.frame)} rows ({len(prepared.train)} training, "
+        f"{len(prepared.holdout)} holdout), {len(schema.columns)} modelled columns"
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
+    from synthset.privacy.tabular.release import prepare
     from synthset.servers import require_reachable
+
+    prepare(config)
 
     require_reachable(args.tracking_uri)
     try:
@@ -240,13 +258,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_tabular_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `synthset tabular {inspect,run,fit,sample}` on the main parser's subparsers."""
+    """Register `synthset tabular {inspect,validate,run,fit,sample}` on the main parser's
+    subparsers."""
     tabular = subparsers.add_parser(
         "tabular",
         help="private tables → audited synthetic tables",
-        description="Private tables → audited synthetic tables: inspect a table, run a release "
-        "(fit, audit, gate, publish), or fit and sample a model. Exit codes: 0 ok, 1 failed, "
-        "2 bad input, 3 release blocked by the audit gate.",
+        description="Private tables → audited synthetic tables: inspect a table, validate a "
+        "release config, run a release (fit, audit, gate, publish), or fit and sample a "
+        "model. Exit codes: 0 ok, 1 failed, 2 bad input, 3 release blocked by the audit gate.",
     )
     sub = tabular.add_subparsers(dest="tabular_command", required=True, metavar="COMMAND")
 
@@ -254,6 +273,12 @@ def add_tabular_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
     p.add_argument("data", help="CSV or Parquet file")
     _table_args(p)
+
+    p = sub.add_parser(
+        "validate", help="check a release config and its table without fitting anything"
+    )
+    p.set_defaults(func=cmd_validate)
+    p.add_argument("config", help="release config (YAML/JSON)")
 
     p = sub.add_parser(
         "run", help="fit, audit, gate and publish a synthetic table (a Prefect flow)"

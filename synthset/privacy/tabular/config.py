@@ -20,9 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from synthset.errors import InputError, describe_validation, format_loc
+from synthset.inputs.paths import is_file
+from synthset.inputs.structured import read_structured
 from synthset.privacy.errors import TableError
 from synthset.privacy.tabular.gate import GateConfig
 from synthset.privacy.tabular.synthesizer import SynthesizerConfig
@@ -87,8 +89,15 @@ class TabularConfig(BaseModel):
         }
 
 
-def _where(error: dict[str, Any]) -> str:
-    return ".".join(str(part) for part in error["loc"])
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The fields of the config section at `loc`, so an unknown key lists what is allowed."""
+    model: Any = TabularConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
 
 
 def parse_config(
@@ -98,8 +107,8 @@ def parse_config(
     try:
         config = TabularConfig(**data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise TableError(source, f"field '{_where(first)}': {first['msg']}") from None
+        loc, message = describe_validation(exc, _fields_at)
+        raise TableError(source, f"field '{format_loc(loc)}': {message}") from None
     except (TypeError, ValueError) as exc:
         raise TableError(source, str(exc)) from None
     if base is not None and not Path(config.data).is_absolute():
@@ -108,14 +117,16 @@ def parse_config(
 
 
 def load_config(path: str | Path) -> TabularConfig:
-    """Read and validate a YAML or JSON release config."""
+    """Read and validate a YAML or JSON release config (UTF-8 or with a byte-order mark; nesting,
+    integers and aliases within `synthset.inputs.structured`'s limits; no repeated keys)."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise TableError(str(path), "no such file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TableError(str(path), f"not valid YAML: {str(exc).splitlines()[0]}") from None
+        data = read_structured(path)
+    except InputError as exc:
+        place = ": ".join(part for part in (exc.where, exc.problem) if part)
+        raise TableError(str(path), place, column=exc.field) from None
     if not isinstance(data, dict):
         raise TableError(str(path), "expected a mapping with at least 'dataset' and 'data'")
     return parse_config(data, str(path), path.parent)

@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthset.errors import InputError
+from synthset.inputs.paths import is_file
+from synthset.inputs.rows import csv_header
+from synthset.inputs.text import text_encoding
 from synthset.privacy.errors import TableError
 from synthset.privacy.tabular.timestamps import parse_bound, resolution_of, to_seconds
 
@@ -102,22 +106,59 @@ def _json_default(value: Any) -> Any:
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, with errors that name the file."""
+    """Read a CSV or Parquet file, with errors that name the file.
+
+    A CSV must be UTF-8 (or UTF-16/32 with a byte-order mark) and name each column once:
+    pandas would rename a repeated `age` to `age.1` and release it as a column of its own.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise TableError(str(path), "no such file")
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".txt"):
-            return pd.read_csv(path, low_memory=False)
+            return _read_csv(path)
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            return _read_parquet(path)
+    except TableError:
+        raise
+    except InputError as exc:
+        place = ": ".join(part for part in (exc.where, exc.problem) if part)
+        raise TableError(str(path), place, column=exc.field) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TableError(str(path), f"cannot be read: {first}") from None
     except Exception as exc:
         raise TableError(str(path), f"cannot be read: {type(exc).__name__}: {exc}") from None
     raise TableError(str(path), f"unsupported format '{suffix}'; use .csv or .parquet")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    encoding = text_encoding(path)
+    csv_header(path, encoding)
+    return pd.read_csv(path, low_memory=False, encoding=encoding)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    for column in table.schema:
+        if pa.types.is_nested(column.type):
+            raise TableError(
+                str(path),
+                f"holds nested values ({column.type}); a table holds numbers, text, booleans "
+                "and dates, one per cell",
+                column=column.name,
+            )
+    return table.to_pandas()
+
+
+def _show(value: Any) -> str:
+    """A cell value as an error quotes it: its repr, cut short."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _decimals(values: np.ndarray) -> int | None:
@@ -143,9 +184,26 @@ def _as_numeric(series: pd.Series, source: str) -> pd.Series:
     if (series.notna() & converted.isna()).any():
         row, value = _first_bad_row(series, converted)
         raise TableError(
-            source, f"value {value!r} is not a number (kind numeric)", series.name, row
+            source, f"value {_show(value)} is not a number (kind numeric)", series.name, row
         )
-    return converted.astype("float64")
+    converted = converted.astype("float64")
+    _check_finite(converted, source)
+    return converted
+
+
+def _check_finite(series: pd.Series, source: str) -> None:
+    """Refuse infinite values: no quantile map or bound can hold them, and a missing value is
+    an empty cell, not `inf`."""
+    infinite = np.isinf(series.to_numpy(dtype="float64", na_value=np.nan))
+    if infinite.any():
+        position = int(np.flatnonzero(infinite)[0])
+        raise TableError(
+            source,
+            f"value {_show(series.iloc[position])} is not a finite number; numeric columns "
+            "hold finite numbers (leave a cell empty for a missing value)",
+            series.name,
+            position + 1,
+        )
 
 
 def _as_datetime(series: pd.Series, source: str) -> pd.Series:
@@ -159,7 +217,7 @@ def _as_datetime(series: pd.Series, source: str) -> pd.Series:
         row, value = _first_bad_row(series, converted)
         raise TableError(
             source,
-            f"value {value!r} is not a date or time (kind datetime; use ISO 8601)",
+            f"value {_show(value)} is not a date or time (kind datetime; use ISO 8601)",
             series.name,
             row,
         )
@@ -190,7 +248,7 @@ def _as_boolean(series: pd.Series, source: str) -> pd.Series:
         position = int(np.flatnonzero(bad.to_numpy())[0])
         raise TableError(
             source,
-            f"value {series.iloc[position]!r} is not a boolean "
+            f"value {_show(series.iloc[position])} is not a boolean "
             "(kind boolean allows true/false, yes/no, 1/0)",
             series.name,
             position + 1,
@@ -335,13 +393,13 @@ def prepare_table(
     specs, columns = [], {}
     for name in kept.columns:
         series = kept[name]
+        if pd.api.types.is_float_dtype(series):
+            _check_finite(series, source)
         if series.nunique(dropna=False) <= 1:
-            only = series.iloc[0]
-            only = only.item() if isinstance(only, np.generic) else only
             raise TableError(
                 source,
-                f"holds a single value ({only!r}) in all {len(series)} rows, so there is nothing "
-                "to synthesize; drop it (--drop)",
+                f"holds a single value ({_show(series.iloc[0])}) in all {len(series)} rows, "
+                "so there is nothing to synthesize; drop it (--drop)",
                 name,
             )
         kind = types.get(name) or _infer(series, max_categories)
