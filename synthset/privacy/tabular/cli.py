@@ -88,11 +88,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace) -> Any:
-    from synthset.privacy.tabular.config import load_config, parse_config
+def _load_config(path: str) -> Any:
+    """A release config, its file checked first (encoding, nesting, aliases, repeated keys):
+    a malformed file is refused before the synthesizer's modules (torch) are imported."""
+    from synthset.inputs.paths import is_file
+    from synthset.inputs.structured import read_structured
 
+    if is_file(Path(path)):
+        read_structured(Path(path))
+    from synthset.privacy.tabular.config import load_config
+
+    return load_config(path)
+
+
+def _config(args: argparse.Namespace) -> Any:
     if args.config:
-        config = load_config(args.config)
+        config = _load_config(args.config)
         data = config.model_dump(mode="json") | {"synthesizer": config.synthesizer.given()}
     else:
         if not args.data or not args.name:
@@ -114,6 +125,8 @@ def _config(args: argparse.Namespace) -> Any:
     if args.rows is not None:
         data["rows"] = args.rows
     data["synthesizer"] = {**data.get("synthesizer", {}), **_synth_overrides(args)}
+    from synthset.privacy.tabular.config import parse_config
+
     return parse_config(data, args.config or "<arguments>")
 
 
@@ -139,10 +152,9 @@ def _print_outcome(result: dict[str, Any]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from synthset.privacy.tabular.config import load_config
+    config = _load_config(args.config)
     from synthset.privacy.tabular.release import prepare
 
-    config = load_config(args.config)
     prepared = prepare(config)
     schema = prepared.table.schema
     print(
