@@ -75,7 +75,13 @@ def experiment_name(name: str) -> str:
 def _experiment(client: Any, name: str, create: bool = False) -> Any:
     exp = client.get_experiment_by_name(experiment_name(name))
     if exp is None and create:
-        client.create_experiment(experiment_name(name), tags={TAG_DATASET: name})
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.create_experiment(experiment_name(name), tags={TAG_DATASET: name})
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
         exp = client.get_experiment_by_name(experiment_name(name))
     if exp is None:
         raise DatasetNotFound(
