@@ -94,9 +94,7 @@ def test_every_deployment_is_registered_as_written(deployed):
         assert deployment.job_variables == pool.get("job_variables", {})
         assert deployment.global_concurrency_limit.limit == spec["concurrency_limit"]
         assert sorted(deployment.tags) == sorted(spec["tags"])
-        got = sorted(
-            (s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules
-        )
+        got = sorted((s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules)
         want = sorted((s["cron"], s["timezone"], s.get("active", True)) for s in spec["schedules"])
         assert got == want, spec["name"]
         steps = deployment.pull_steps
