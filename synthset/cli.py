@@ -71,7 +71,17 @@ class _Bar:
     def __getattr__(self, name: str):
         return lambda *args: None
 
-    def progress(self, done: int, total: int, outcome: object) -> None:
+    def resuming(self, resume: object) -> None:
+        self.bar.write(f"synthset: {resume.describe()}", file=sys.stderr)
+
+    def waiting(self, holder: dict) -> None:
+        self.bar.write(
+            f"synthset: another run of this manifest (pid {holder.get('pid')} on "
+            f"{holder.get('host')}) is in progress; waiting for it to finish",
+            file=sys.stderr,
+        )
+
+    def progress(self, done: int, total: int) -> None:
         self.bar.total = total
         self.bar.update(done - self.bar.n)
 

@@ -149,3 +149,19 @@ items: [{{prompt: a red seven, count: 2, seed: 1}}]
 
     assert not list((tmp_path / "datasets" / "lib-short").glob("v*"))
     assert list_versions_or_none("lib-short", tracking_uri) == []
+
+
+def test_progress_moves_per_batch_and_counts_top_ups(tiny_model, tmp_path, tracking_uri):
+    text = _text("per-batch", tiny_model).replace("shard_size: 2", "shard_size: 4")
+    text = text.replace("batch_size: 4", "batch_size: 1")
+    heard = _Heard()
+
+    result = run_dataset(
+        write_manifest(tmp_path, text), LocalRunner(), tracking_uri=tracking_uri, observers=[heard]
+    )
+
+    first_total = heard.progress_calls[0][1]
+    assert first_total == 5 and result.topup_rounds >= 1
+    firsts = [d for d, t in heard.progress_calls if t == first_total]
+    assert firsts[:5] == [1, 2, 3, 4, 4]
+    assert heard.progress_calls[-1] == (result.generated, result.generated) != (5, 5)

@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 from synthset.curation.curate import Curation
 from synthset.errors import SynthsetError
 from synthset.manifest import Manifest, load_manifest, parse_manifest
-from synthset.pipeline import RunObserver, RunResult, ShardOutcome, run_dataset
+from synthset.pipeline import Resume, RunObserver, RunResult, run_dataset
 from synthset.plan import Plan
 from synthset.runners.gpu import GpuSlots
 from synthset.runners.prefect import PrefectRunner, task_runner
@@ -44,24 +44,40 @@ def _artifact_key(name: str, suffix: str) -> str:
 
 
 class FlowArtifacts(RunObserver):
-    """Logs and Prefect artifacts: progress per shard, shards, rejections, items."""
+    """Logs and Prefect artifacts: progress per batch, shards, rejections, items; a killed
+    earlier run of the plan is marked crashed when this one resumes its work."""
 
     def __init__(self) -> None:
         self.logger = get_run_logger()
         self.progress_id: Any = None
+        self.name, self.planned_images, self.topups = "", 0, 0
 
     def planned(self, plan: Plan) -> None:
-        n, name = len(plan.requests), plan.manifest.dataset
-        _tag_flow_run(f"dataset:{name}")
+        n, self.name = len(plan.requests), plan.manifest.dataset
+        self.planned_images = n
+        _tag_flow_run(f"dataset:{self.name}")
         self.progress_id = create_progress_artifact(
             0.0,
-            key=_artifact_key(name, "progress"),
-            description=f"{name}: {n} images in {len(plan.shards)} shards",
+            key=_artifact_key(self.name, "progress"),
+            description=f"{self.name}: {n} images in {len(plan.shards)} shards",
         )
         self.logger.info("plan %s: %d images in %d shards", plan.digest, n, len(plan.shards))
 
-    def progress(self, done: int, total: int, outcome: ShardOutcome) -> None:
-        update_progress_artifact(self.progress_id, 100.0 * done / total)
+    def waiting(self, holder: dict[str, Any]) -> None:
+        who = holder.get("prefect.flow_run_id") or f"pid {holder.get('pid')}"
+        self.logger.warning("another run of this plan (%s) is in progress; waiting for it", who)
+
+    def resuming(self, resume: Resume) -> None:
+        self.logger.warning("%s", resume.describe())
+        killed = (resume.killed or {}).get("prefect.flow_run_id")
+        if killed and _mark_crashed(killed, str(flow_run.get_id())):
+            self.logger.warning("flow run %s marked CRASHED: its process died", killed)
+
+    def progress(self, done: int, total: int) -> None:
+        text = f"{self.name}: {done} of {total} images"
+        if self.topups:
+            text += f" ({self.topups} top-up rounds, +{total - self.planned_images} images)"
+        update_progress_artifact(self.progress_id, 100.0 * done / total, description=text)
 
     def prior_skipped(self, reason: str) -> None:
         self.logger.warning("prior version not used for dedup: %s", reason)
@@ -75,6 +91,7 @@ class FlowArtifacts(RunObserver):
         )
 
     def topped_up(self, round_: int, more: dict[int, int]) -> None:
+        self.topups = round_
         self.logger.info(
             "top-up %d: %d more images for %d items short of their count",
             round_,
@@ -161,6 +178,24 @@ def _ui_url() -> str | None:
 
     ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
     return f"{ui.rstrip('/')}/runs/flow-run/{flow_run.get_id()}" if ui else None
+
+
+def _mark_crashed(flow_run_id: str, by: str) -> bool:
+    """Set a flow run whose process died (it still says RUNNING) to CRASHED."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(flow_run_id)
+        except ObjectNotFound:
+            return False
+        if run.state is None or not run.state.is_running():
+            return False
+        state = Crashed(message=f"its process died; flow run {by} resumed its work")
+        client.set_flow_run_state(run.id, state, force=True)
+    return True
 
 
 def _tag_flow_run(*tags: str) -> None:

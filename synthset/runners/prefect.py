@@ -20,7 +20,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from synthset.errors import SynthsetError
-from synthset.pipeline import ShardOutcome, process_shard
+from synthset.pipeline import BatchDone, ShardOutcome, process_shard
 from synthset.plan import Plan, Shard
 from synthset.runners import ray as ray_runner
 from synthset.runners.gpu import GpuSlots, gpu_slot
@@ -49,15 +49,20 @@ def not_a_user_error(task: Any, task_run: Any, state: Any) -> bool:
     cache_policy=NO_CACHE,
 )
 def shard_task(
-    generator: Any, curation: Any, shard: Shard, gpu: GpuSlots | None = None
+    generator: Any,
+    curation: Any,
+    shard: Shard,
+    gpu: GpuSlots | None = None,
+    on_batch: BatchDone | None = None,
 ) -> ShardOutcome:
     """Generate and score one shard (on whichever worker the task runner picks), holding a
-    slot of its GPU's concurrency limit while it does."""
+    slot of its GPU's concurrency limit while it does; `on_batch` only where the task runs in
+    the flow's process."""
     logger = get_run_logger()
     with gpu_slot(gpu or GpuSlots(), generator.device) as limit:
         if limit:
             logger.info("shard %d holds a slot of %s", shard.index, limit)
-        outcome = process_shard(generator, curation, shard)
+        outcome = process_shard(generator, curation, shard, on_batch)
     report = outcome.generated
     if report.skipped:
         logger.info("shard %d already done in staging, skipped", shard.index)
@@ -90,7 +95,9 @@ class PrefectRunner:
         if self.ray:
             self.resources = ray_runner.shard_resources(plan.manifest)
 
-    def map_shards(self, plan: Plan, shards: Sequence[Shard]) -> Iterator[ShardOutcome]:
+    def map_shards(
+        self, plan: Plan, shards: Sequence[Shard], on_batch: BatchDone | None = None
+    ) -> Iterator[ShardOutcome]:
         manifest = plan.manifest
         run = shard_task
         timeout = self.shard_timeout or ray_runner.gpu_timeout(self.resources)
@@ -98,10 +105,11 @@ class PrefectRunner:
             run = shard_task.with_options(timeout_seconds=timeout)
         options = contextlib.nullcontext()
         if self.ray:
-            options = ray_runner.remote_options(self.resources)
+            options, on_batch = ray_runner.remote_options(self.resources), None
         with options:
             futures = [
-                run.submit(manifest.generator, manifest.curation, s, self.gpu) for s in shards
+                run.submit(manifest.generator, manifest.curation, s, self.gpu, on_batch)
+                for s in shards
             ]
         for future in as_completed(futures):
             yield future.result()
