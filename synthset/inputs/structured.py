@@ -36,33 +36,42 @@ class _Excess(ValueError):
         self.needle = needle
 
 
-class _LimitedLoader(yaml.SafeLoader):
-    """YAML's safe loader with the limits of this module."""
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML was built with it: the pure-Python scanner spends seconds on
+a hundred kilobytes of flow collections."""
 
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = 0
-        self._first_alias: yaml.Mark | None = None
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) and self._first_alias is None:
-            self._first_alias = event.start_mark
-        if self._depth >= MAX_DEPTH:
-            raise ComposerError(
-                None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
-            )
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+def _first_alias(text: str) -> yaml.Mark | None:
+    """Walk the document's events (no values are built): refuse nesting deeper than
+    `MAX_DEPTH`, and return where the first alias is, if any."""
+    depth, first = 0, None
+    for event in yaml.parse(text, Loader=_FAST_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent) and first is None:
+            first = event.start_mark
+    return first
 
-    def compose_document(self) -> yaml.Node:
-        node = super().compose_document()
-        if self._first_alias is not None:
-            _check_expansion(node, self._first_alias)
-        return node
+
+class _LimitedLoader(_FAST_LOADER):  # type: ignore[misc, valid-type]
+    """YAML's safe loader with the limits of this module; `alias` is where the document's
+    first alias is (from `_first_alias`), None when it has none."""
+
+    alias: yaml.Mark | None = None
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        if self.alias is not None:
+            _check_expansion(node, self.alias)
+        return self.construct_document(node)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -193,7 +202,12 @@ def load_json(text: str, file: str, where: str | None = None) -> Any:
 def load_yaml(text: str, file: str) -> Any:
     """Parse one YAML document within the limits (safe tags only)."""
     try:
-        return yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 (a SafeLoader subclass)
+        loader = _LimitedLoader(text)
+        try:
+            loader.alias = _first_alias(text)
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None
