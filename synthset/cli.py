@@ -169,8 +169,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from prefect.settings import PREFECT_API_URL
+
     from synthset.flows.serve import serve, serve_deployment
 
+    if not PREFECT_API_URL.value():
+        print(
+            "synthset: PREFECT_API_URL is not set; the schedule lives in a temporary server "
+            "that ends with this process",
+            file=sys.stderr,
+        )
     deployment = serve_deployment(
         args.manifest,
         args.cron,

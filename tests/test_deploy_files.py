@@ -156,9 +156,14 @@ def test_the_image_is_a_pinned_non_root_cuda_runtime():
     assert "--constraint constraints.txt" in runs
     python = next(args.split("=", 1)[1] for word, args in DOCKERFILE if "PYTHON_VERSION=" in args)
     assert f'requires-python = ">={python}"' in (REPO / "pyproject.toml").read_text()
-    user = [args for word, args in DOCKERFILE if word == "USER"][-1]
-    assert user not in ("root", "0") and "useradd --create-home --uid 10001" in runs
-    assert user == "synthset" and "--user-group synthset" in runs
+    uid, _, gid = [args for word, args in DOCKERFILE if word == "USER"][-1].partition(":")
+    assert uid.isdigit() and int(uid) > 0, "numeric, so runAsNonRoot can verify it"
+    assert f"groupadd --gid {gid} synthset" in runs
+    assert f"useradd --create-home --uid {uid} --gid {gid} synthset" in runs
+    for pod in _pod_specs():
+        assert pod["securityContext"]["runAsUser"] == int(uid)
+    job = TEMPLATES["kubernetes"]["job_configuration"]["job_manifest"]["spec"]["template"]
+    assert job["spec"]["securityContext"]["runAsUser"] == int(uid)
 
 
 def test_the_image_copies_only_what_dockerignore_admits():
