@@ -173,12 +173,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from synthset.flows.serve import serve, serve_deployment
 
-    if not PREFECT_API_URL.value():
-        print(
-            "synthset: PREFECT_API_URL is not set; the schedule lives in a temporary server "
-            "that ends with this process",
-            file=sys.stderr,
-        )
     deployment = serve_deployment(
         args.manifest,
         args.cron,
@@ -188,6 +182,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
         shards_per_gpu=args.shards_per_gpu,
     )
+    if not PREFECT_API_URL.value():
+        print(
+            "synthset: PREFECT_API_URL is not set; the schedule lives in a temporary server "
+            "that ends with this process",
+            file=sys.stderr,
+        )
     serve(deployment)
     return 0
 
