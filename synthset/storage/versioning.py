@@ -72,13 +72,17 @@ def experiment_name(name: str) -> str:
     return EXPERIMENT_PREFIX + name
 
 
+_KIND = {"mlflow.experimentKind": "custom_model_development"}
+"""Without it MLflow 3's UI shows a dataset's experiment as GenAI evaluation runs."""
+
+
 def _experiment(client: Any, name: str, create: bool = False) -> Any:
     exp = client.get_experiment_by_name(experiment_name(name))
     if exp is None and create:
         from mlflow.exceptions import MlflowException
 
         try:
-            client.create_experiment(experiment_name(name), tags={TAG_DATASET: name})
+            client.create_experiment(experiment_name(name), tags={TAG_DATASET: name, **_KIND})
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
