@@ -130,10 +130,11 @@ def publish_release(
 ) -> Outcome:
     """Publish the synthetic table as the next version and record it; the gate must pass."""
     from synthset.privacy.tabular.publish import publish_table, record_table_version, table_card
-    from synthset.storage.versioning import last_version_number
+    from synthset.storage.versioning import check_writable, last_version_number
 
     if not gate.passed:
         raise ValueError("publish_release called for a release the gate blocked")
+    check_writable(config.dataset, tracking_uri)
     schema = prepared.table.schema.to_dict()
     public_schema = {
         "columns": [{"name": c["name"], "kind": c["kind"]} for c in schema["columns"]],
