@@ -4,6 +4,10 @@ A manifest names the dataset, configures the generator and lists items (a prompt
 images, a seed, tags, free metadata, optional condition images), inline or from CSV, JSONL or
 Parquet files (`items_from`). `expand` turns it into one `GenerationRequest` per image, each
 with a deterministic `sample_id`: the same manifest always yields the same ids and seeds.
+
+Files are read through `synthset.inputs` (encodings, YAML/JSON limits, well-formed rows), and
+items files and condition images must lie in the manifest's folder or in `inputs_root`: a
+scheduled worker reads manifests it did not write.
 """
 
 from __future__ import annotations
@@ -232,7 +236,12 @@ class Item(BaseModel):
 
 
 class Manifest(BaseModel):
-    """A whole manifest. After `load_manifest`, `items` holds the rows of `items_from` too."""
+    """A whole manifest. After `load_manifest`, `items` holds the rows of `items_from` too.
+
+    `inputs_root` is a folder (relative to the manifest) that items files and condition images
+    may also come from; `max_images` bounds the images of all items together, so a typo in a
+    count cannot plan a billion requests. Neither changes the plan's digest.
+    """
 
     model_config = ConfigDict(extra="forbid")
 

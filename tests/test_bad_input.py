@@ -370,3 +370,15 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_refuses_what_validate_refuses_before_starting(tmp_path, capsys):
+    path = write_manifest(tmp_path, alias_bomb(8))
+    start = time.perf_counter()
+    assert (
+        main(["run", str(path), "--runner", "local", "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    )
+    assert time.perf_counter() - start < 1.0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "aliases expand to more than 10,000" in err
+    assert not (tmp_path / "datasets").exists()
