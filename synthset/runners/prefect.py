@@ -56,10 +56,11 @@ def shard_task(
     on_batch: BatchDone | None = None,
 ) -> ShardOutcome:
     """Generate and score one shard (on whichever worker the task runner picks), holding a
-    slot of its GPU's concurrency limit while it does; `on_batch` only where the task runs in
-    the flow's process."""
+    slot of its GPU's concurrency limit while it does (a shard already made in staging takes
+    none); `on_batch` only where the task runs in the flow's process."""
     logger = get_run_logger()
-    with gpu_slot(gpu or GpuSlots(), generator.device) as limit:
+    device = "cpu" if shard.done else generator.device
+    with gpu_slot(gpu or GpuSlots(), device) as limit:
         if limit:
             logger.info("shard %d holds a slot of %s", shard.index, limit)
         outcome = process_shard(generator, curation, shard, on_batch)
