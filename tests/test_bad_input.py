@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 
 from synthset.cli import main
@@ -364,6 +365,34 @@ def test_published_rows_hold_no_machine_paths(tmp_path, tiny_model):
     }
     assert kept["model"].iloc[0] == Path(tiny_model).name
     assert "broken.png" in rejected["detail"].iloc[0]
+    for name in ("manifest.yaml", "README.md"):
+        text = (published.path / name).read_text()
+        assert str(tmp_path) not in text and str(Path(tiny_model).parent) not in text, name
+    stored = yaml.safe_load((published.path / "manifest.yaml").read_text())
+    assert stored["generator"]["model"] == Path(tiny_model).name
+    assert {i["conditions"]["image"] for i in stored["items"]} >= set(kept["condition_image"])
+
+
+def test_the_mlflow_record_names_no_machine_path(tmp_path, tiny_model, tracking_uri):
+    from mlflow import MlflowClient
+
+    from synthset.pipeline import run_dataset
+    from synthset.runners.local import LocalRunner
+
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(tmp_path / "good.png")
+    path = write_manifest(
+        tmp_path,
+        f"dataset: paths-mlflow\ngenerator: {{model: {tiny_model}, steps: 2, device: cpu, "
+        "pipeline: img2img, strength: 0.5}\nitems:\n"
+        "  - {prompt: a red one, count: 2, conditions: {image: good.png}}\n",
+    )
+    result = run_dataset(path, LocalRunner(), tracking_uri=tracking_uri)
+
+    run = MlflowClient(tracking_uri).get_run(result.mlflow_run_id)
+    recorded = json.dumps([run.data.params, [i.dataset.source for i in run.inputs.dataset_inputs]])
+    recorded += json.dumps([i.dataset.profile for i in run.inputs.dataset_inputs])
+    assert str(tmp_path) not in recorded and str(Path(tiny_model).parent) not in recorded
+    assert run.data.params["generator.model"] == Path(tiny_model).name
 
 
 def _sha256(path: Path) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from synthset.manifest import Manifest
+from synthset.storage.public import public
 
 if TYPE_CHECKING:
     from synthset.curation.curate import Curation
@@ -66,7 +67,7 @@ def dataset_card(
         "",
         f"- images: {len(kept)} (rejected: {len(rejected)}, see `rejected.parquet`)",
         f"- digest: `{digest}`",
-        f"- model: `{g.model}` ({g.pipeline}), scheduler {g.scheduler or 'model default'}, "
+        f"- model: `{public(g.model)}` ({g.pipeline}), scheduler {g.scheduler or 'model default'}, "
         f"{g.steps} steps, guidance {g.guidance_scale}",
         "- files: `images/`, `metadata.parquet` (one row per image), `manifest.yaml` "
         "(the resolved manifest)",

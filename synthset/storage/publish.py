@@ -21,6 +21,7 @@ from synthset.manifest import Manifest
 from synthset.shards import CONDITION_COLUMNS, image_problems, read_shard_rows
 from synthset.storage.card import dataset_card
 from synthset.storage.formats import version_digest
+from synthset.storage.public import public
 
 if TYPE_CHECKING:
     from synthset.curation.curate import Curation
@@ -105,9 +106,12 @@ def _curation_report(curation: Curation, manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _store_conditions(folder: Path, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+def _store_conditions(
+    folder: Path, frames: list[pd.DataFrame]
+) -> tuple[list[pd.DataFrame], dict[str, str]]:
     """Condition images travel with the version: each file once, as `conditions/<sha256>` with
-    its suffix, and the rows point at it; no local absolute path is published."""
+    its suffix, and the rows point at it; no local absolute path is published. Also returns
+    the map from each source path to its stored name."""
     stored: dict[str, str] = {}
 
     def store(path: Any) -> Any:
@@ -130,7 +134,7 @@ def _store_conditions(folder: Path, frames: list[pd.DataFrame]) -> list[pd.DataF
             if column in frame:
                 frame[column] = frame[column].map(store)
         out.append(frame)
-    return out
+    return out, stored
 
 
 def _assemble(
@@ -139,7 +143,7 @@ def _assemble(
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True)
     kept, rejected = _split_uncurated(shards) if curation is None else _split_curated(curation)
-    kept, rejected = _store_conditions(folder, [kept, rejected])
+    (kept, rejected), stored = _store_conditions(folder, [kept, rejected])
     kept = _ordered(kept, ["sample_id", "file_name"])
     rejected = _ordered(rejected, ["sample_id", "reject_reason", "detail", "file_name"])
     wanted = {Path(f).name for f in kept["file_name"]}
@@ -150,7 +154,9 @@ def _assemble(
     kept.to_parquet(folder / METADATA, index=False)
     rejected.to_parquet(folder / REJECTED, index=False)
     (folder / MANIFEST).write_text(
-        yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        yaml.safe_dump(
+            public(manifest.model_dump(mode="json"), stored), sort_keys=False, allow_unicode=True
+        )
     )
     if curation is not None:
         from synthset.curation.index import save_index

@@ -26,6 +26,7 @@ from synthset.errors import DatasetNotFound, SynthsetError
 from synthset.generators.builtin import model_fingerprint
 from synthset.manifest import Manifest, plan_digest
 from synthset.storage.grid import sample_grid
+from synthset.storage.public import public
 from synthset.storage.publish import PublishedVersion
 from synthset.storage.transfer import IMAGES, SHARDS, pack
 
@@ -219,7 +220,7 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 def _params(manifest: Manifest, images_requested: int) -> dict[str, str]:
     g = manifest.generator
-    params = {f"generator.{k}": v for k, v in g.model_dump().items()}
+    params = {f"generator.{k}": v for k, v in public(g.model_dump(mode="json")).items()}
     if g.kind == "diffusers":
         params["generator.weights"] = model_fingerprint(g.model, g.revision)
     params |= _flatten("curation", manifest.curation.model_dump(mode="json"))
@@ -230,7 +231,7 @@ def _params(manifest: Manifest, images_requested: int) -> dict[str, str]:
         "images_requested": images_requested,
         "plan": plan_digest(manifest),
     }
-    out = {k: str(v) for k, v in params.items()}
+    out = {k: str(public(v)) for k, v in params.items()}
     return {k: v if len(v) <= _PARAM_CHARS else v[: _PARAM_CHARS - 1] + "…" for k, v in out.items()}
 
 
@@ -240,6 +241,8 @@ def _log_manifest_input(
     import mlflow.data
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    requests = requests.map(public)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -11,10 +11,11 @@ from PIL import Image
 
 from synthset.generators.pipeline import ImageGenerator
 from synthset.generators.shard import ShardFailed, generate_shard
-from synthset.manifest import Manifest, load_manifest
+from synthset.manifest import load_manifest
 from synthset.plan import make_plan
 from synthset.storage.digest import content_digest
 from synthset.storage.formats import version_digest
+from synthset.storage.public import public
 from synthset.storage.publish import pending_version, publish, release_staging
 from tests.conftest import write_manifest
 
@@ -105,8 +106,9 @@ def test_a_published_version_is_a_complete_folder(tiny_model):
     assert len(rejected) == 0
     assert {"sample_id", "reject_reason", "detail"} <= set(rejected.columns)
 
-    resolved = Manifest.model_validate(yaml.safe_load((folder / "manifest.yaml").read_text()))
-    assert resolved == manifest
+    stored = yaml.safe_load((folder / "manifest.yaml").read_text())
+    assert stored == public(manifest.model_dump(mode="json"))
+    assert stored["generator"]["model"] == Path(manifest.generator.model).name
     card = (folder / "README.md").read_text()
     assert card.startswith("# pub-layout v1\n")
     assert published.digest in card
