@@ -83,6 +83,24 @@ def _no_leftovers(root: Path, name: str, tracking_uri: str) -> None:
     assert runs == []
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Scores are floats whose last bits depend on torch's thread count, and other tests
+    change it in this process: this one and its subprocesses use one thread, so a run and its
+    resumption in another process give the same digest."""
+    import torch
+
+    before, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(before)
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = omp
+
+
 @pytest.fixture(scope="module")
 def reference_digest(tiny_model, tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("reference")

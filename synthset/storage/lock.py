@@ -43,9 +43,13 @@ def _write(fd: int, holder: Holder) -> None:
 
 def _open_locked(path: Path, on_wait: Callable[[Holder], None]) -> int:
     """An fd holding the lock on the file now at `path` (a holder that finished may have
-    removed the file we waited on; then the new one is locked)."""
+    removed the file we waited on, and its folder; then the new one is locked)."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -72,7 +76,6 @@ def plan_lock(
     blocks until that run ends. The lock file goes when the block ends, and its folder with
     it when nothing else is left there.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd = _open_locked(path, on_wait)
     try:
         previous = _read(fd) or None
