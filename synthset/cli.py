@@ -233,6 +233,28 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from synthset.layout import datasets_root
+    from synthset.quality.locate import locate
+    from synthset.quality.render import LABELS, fmt
+    from synthset.quality.report import JSON, quality_report
+
+    root = Path(args.datasets_root).resolve() if args.datasets_root else datasets_root()
+    folder, previous, problem = locate(args.ref, root, args.tracking_uri)
+    path = quality_report(
+        folder, args.reference, previous, tracking_uri=args.tracking_uri, previous_problem=problem
+    )
+    document = json.loads((path.parent / JSON).read_text())
+    for key, value in document["headline"].items():
+        print(f"{LABELS.get(key, key):<40} {fmt(value)}")
+    if "unavailable" in document["fidelity"]:
+        print(f"synthset: {document['fidelity']['unavailable']}", file=sys.stderr)
+    print(f"report:      {path}")
+    return 0
+
+
 def cmd_servers(args: argparse.Namespace) -> int:
     from synthset.servers import stack
 
@@ -347,6 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pull)
     p.add_argument("ref", metavar="NAME[@VERSION|@ALIAS]")
     p.add_argument("--to", default=None, help="target folder (default: the synthset cache)")
+    p = sub.add_parser("report", parents=[tracking], help="(re)build a version's quality report")
+    p.set_defaults(func=cmd_report)
+    p.add_argument("ref", metavar="NAME[@VERSION|@ALIAS]|FOLDER")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="real images to measure fidelity against: synthset/digits, a folder of images or "
+        "an imagefolder, or NAME@VERSION (default: the version manifest's report.reference)",
+    )
+    p.add_argument("--datasets-root", default=None)
     p = add("models", cmd_models, "build the embedded default models from scratch")
     p.add_argument("action", choices=["build-default"])
     p.add_argument("--out", default=None, help="folder for the weights (default: the package's)")

@@ -39,6 +39,7 @@ from synthset.inputs import rows
 from synthset.inputs.paths import confined, resolve
 from synthset.inputs.structured import load_json, read_structured
 from synthset.layout import model_defaults
+from synthset.quality.config import BUILTIN_DIGITS, ReportConfig
 
 DEFAULT_MODEL = "synthset/tiny-digits"
 ITEM_FILE_SUFFIXES = rows.SUFFIXES
@@ -254,6 +255,7 @@ class Manifest(BaseModel):
     inputs_root: str | None = Field(None, min_length=1)
     max_images: int = Field(MAX_IMAGES, ge=1)
     curation: CurationConfig = Field(default_factory=CurationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("items_from", mode="before")
     @classmethod
@@ -293,6 +295,8 @@ _MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("curation", "clip"): ClipConfig,
     ("curation", "dedup"): DedupConfig,
     ("curation", "tags"): TaggingConfig,
+    ("report",): ReportConfig,
+    ("report", "clip"): ClipConfig,
 }
 
 
@@ -499,6 +503,7 @@ def _parse(raw: Any, base: Path, file: str) -> Manifest:
         )
     manifest.generator = _resolve_generator_files(manifest.generator, base, file)
     _resolve_clip_weights(manifest.curation.clip, base, file)
+    _resolve_report(manifest.report, base, file)
     manifest = manifest.model_copy(update={"items": items, "items_from": []})
     _check_conditions(manifest, file)
     _check_repeated_images(manifest, file)
@@ -566,6 +571,24 @@ def _resolve_clip_weights(clip: ClipConfig, base: Path, file: str) -> None:
                 file, f"no such checkpoint file: {clip.pretrained}", where=where, field="pretrained"
             )
         clip.pretrained = str(path)
+
+
+def _resolve_report(report: ReportConfig, base: Path, file: str) -> None:
+    """A reference folder becomes absolute (relative to the manifest) and must exist; its
+    report CLIP's weights as `curation.clip`'s."""
+    ref = report.reference
+    if ref is not None and ref != BUILTIN_DIGITS and ("@" not in ref or ref[0] in "./~"):
+        folder = (base / ref).expanduser().resolve()
+        if not folder.is_dir():
+            raise ManifestError(
+                file,
+                f"no such folder: {ref} ({BUILTIN_DIGITS}, a folder or NAME@VERSION)",
+                where="report",
+                field="reference",
+            )
+        report.reference = str(folder)
+    if report.clip is not None:
+        _resolve_clip_weights(report.clip, base, file)
 
 
 def _image_identity(item: Item) -> dict[str, Any]:
@@ -730,6 +753,6 @@ def plan_digest(manifest: Manifest) -> str:
     return _digest(manifest.model_dump(exclude=_NOT_IN_PLAN))[:16]
 
 
-_NOT_IN_PLAN = {"description", "curation", "inputs_root", "max_images"}
+_NOT_IN_PLAN = {"description", "curation", "report", "inputs_root", "max_images"}
 """Fields that do not change a requested image: which inputs are allowed, how many images
 may be asked for, how results are curated."""

@@ -30,6 +30,7 @@ from synthset.generators.pipeline import pipeline_loads
 from synthset.generators.shard import ShardReport, generate_shard
 from synthset.manifest import GeneratorConfig, Manifest, load_manifest
 from synthset.plan import Plan, Shard, extend_plan, make_plan
+from synthset.quality.report import report_version
 from synthset.storage.history import earlier_versions
 from synthset.storage.lock import plan_lock
 from synthset.storage.publish import (
@@ -388,14 +389,26 @@ def _publish_and_record(
     force: bool,
     started: float,
 ) -> tuple[PublishedVersion, str, dict[str, float]]:
-    """Publish, record, then release staging: a run killed in between leaves the shards and
-    the journal, and the next run of the plan finishes from there."""
+    """Publish, report, record, then release staging: a run killed in between leaves the
+    shards and the journal, and the next run of the plan finishes from there. The quality
+    report is built while the shards (and so the rejected images) are still there."""
     plan, t = rounds.plan, time.perf_counter()
     published, run_id = runner.step(
         "publish-version", _publish, plan, tracking_uri, curation, force
     )
     clock.add("publish", t)
     metrics = _metrics(rounds, published, curation, clock)
+    if run_id is None:
+        t, shards = time.perf_counter(), [s.folder for s in plan.shards]
+        metrics |= runner.step(
+            "quality-report",
+            report_version,
+            published.path,
+            plan.manifest.report,
+            shards,
+            tracking_uri,
+        )
+        metrics["seconds_report"] = time.perf_counter() - t
     run_id = run_id or runner.step(
         "record-version", _record, published, plan, metrics, curation, tracking_uri, tags, started
     )

@@ -1,5 +1,5 @@
 """Imports run one way: errors/layout → manifest/plan → generators, curation → storage →
-pipeline → runners → flows, cli. Checked on the source, not by convention."""
+quality → pipeline → runners → flows, cli. Checked on the source, not by convention."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ ORDER = {
     "curation": 2,
     "models": 2,
     "storage": 3,
+    "quality": 3.5,
     "pipeline": 4,
     "runners": 5,
     "flows": 6,
@@ -32,13 +33,15 @@ ORDER = {
 }
 ALLOWED = {
     ("manifest", "synthset.curation.config"),
+    ("manifest", "synthset.quality.config"),
     ("curation", "synthset.models.clip"),
     ("models", "synthset.generators.pipeline"),
     ("models", "synthset.generators.tiny"),
     ("shards", "synthset.generators.pipeline"),
 }
 """Known exceptions: the curation section's schema; the embedded models, built with the
-generator's tiny pipelines and loaded by the CLIP scorer; a type-only import."""
+generator's tiny pipelines and loaded by the CLIP scorer; a type-only import; the report
+section's schema."""
 
 
 def _imports(path: Path) -> list[str]:

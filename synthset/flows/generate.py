@@ -28,6 +28,7 @@ from synthset.errors import SynthsetError
 from synthset.manifest import Manifest, load_manifest, parse_manifest
 from synthset.pipeline import Resume, RunObserver, RunResult, run_dataset
 from synthset.plan import Plan
+from synthset.quality.summary import headline_markdown
 from synthset.runners.gpu import GpuSlots
 from synthset.runners.prefect import PrefectRunner, task_runner
 from synthset.runners.ray import RaySettings, preflight
@@ -44,11 +45,13 @@ def _artifact_key(name: str, suffix: str) -> str:
 
 
 class FlowArtifacts(RunObserver):
-    """Logs and Prefect artifacts: progress per batch, shards, rejections, items; a killed
-    earlier run of the plan is marked crashed when this one resumes its work."""
+    """Logs and Prefect artifacts: progress per batch, shards, rejections, items, the quality
+    report's headline; a killed earlier run of the plan is marked crashed when this one
+    resumes its work."""
 
-    def __init__(self) -> None:
+    def __init__(self, tracking_uri: str | None = None) -> None:
         self.logger = get_run_logger()
+        self.tracking_uri = tracking_uri
         self.progress_id: Any = None
         self.name, self.planned_images, self.topups = "", 0, 0
 
@@ -125,6 +128,12 @@ class FlowArtifacts(RunObserver):
             key=_artifact_key(name, "card"),
             description=f"{name} v{p.version}: the dataset card",
         )
+        if quality := headline_markdown(p.path, result.mlflow_run_id, self.tracking_uri):
+            create_markdown_artifact(
+                quality,
+                key=_artifact_key(name, "quality"),
+                description=f"{name} v{p.version}: quality report headline",
+            )
         self.logger.info("published %s v%d (%d images) at %s", name, p.version, p.images, p.path)
 
 
@@ -238,7 +247,7 @@ def generate_dataset(
         PrefectRunner(shard_timeout, GpuSlots(shards_per_gpu)),
         datasets_root=datasets_root,
         tracking_uri=tracking_uri,
-        observers=[FlowArtifacts(), *OBSERVERS],
+        observers=[FlowArtifacts(tracking_uri), *OBSERVERS],
         tags=prefect,
         force=force,
         fail_on_shortfall=fail_on_shortfall,

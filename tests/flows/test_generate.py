@@ -221,4 +221,4 @@ items: [{{prompt: a red seven, count: 2, seed: 1}}]
         tasks = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[result["flow_run_id"]]))
         )
-    assert sorted(t.name.split("-")[0] for t in tasks) == ["publish", "record", "shard"]
+    assert sorted(t.name.split("-")[0] for t in tasks) == ["publish", "quality", "record", "shard"]

@@ -1,0 +1,50 @@
+"""The report's headline as Markdown (a Prefect artifact), with where the full report is."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from synthset.quality.render import LABELS, fmt
+from synthset.quality.report import HTML, JSON, REPORT_DIR
+
+
+def run_link(run_id: str, tracking_uri: str | None) -> str:
+    """The MLflow run as a Markdown link when the tracking store has a UI, else its id."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith(("http://", "https://")):
+        try:
+            from synthset.storage.versioning import _client
+
+            exp = _client(uri).get_run(run_id).info.experiment_id
+            return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id})"
+        except Exception:
+            pass
+    return f"`{run_id}` in {uri or 'the default tracking store'}"
+
+
+def headline_markdown(
+    version_folder: Path, run_id: str, tracking_uri: str | None = None
+) -> str | None:
+    """The headline figures of the version's report and links to it; None without a report."""
+    path = Path(version_folder) / REPORT_DIR / JSON
+    if not path.is_file():
+        return None
+    document: dict[str, Any] = json.loads(path.read_text())
+    rows = "\n".join(f"| {LABELS.get(k, k)} | {fmt(v)} |" for k, v in document["headline"].items())
+    fidelity = document["fidelity"]
+    against = (
+        f"against {fidelity['reference']['description']} (`{fidelity['reference']['spec']}`)"
+        if "reference" in fidelity
+        else fidelity.get("unavailable", "")
+    )
+    space = document["feature_space"]["name"]
+    return (
+        f"### {document['dataset']} v{document['version']}: quality\n\n"
+        f"Features: {space}; fidelity {against}\n\n"
+        f"| figure | value |\n|---|---|\n{rows}\n\n"
+        f"Full report: `dataset/{REPORT_DIR}/{HTML}` in MLflow run {run_link(run_id, tracking_uri)}"
+        f" · on disk `{path.parent / HTML}`\n"
+    )
