@@ -14,7 +14,7 @@ $(SERVER_TARGETS): export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,privacy,tabular-bench,ray,servers]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,privacy,tabular-bench,ray,servers,medical]'
 	touch $(STAMP)
 
 run: $(STAMP) servers
