@@ -1,8 +1,9 @@
 """The manifest: what a dataset should contain, validated at the edge and expanded into requests.
 
 A manifest names the dataset, configures the generator and lists items (a prompt, how many
-images, a seed, tags, free metadata, optional condition images), inline or from CSV, JSONL or
-Parquet files (`items_from`). `expand` turns it into one `GenerationRequest` per image, each
+images, a seed, tags, free metadata, optional condition images), inline, from CSV, JSONL or
+Parquet files (`items_from`) or as templates with vocabularies (`templates`, expanded into
+items by `synthset.templates`). `expand` turns it into one `GenerationRequest` per image, each
 with a deterministic `sample_id`: the same manifest always yields the same ids and seeds.
 
 Files are read through `synthset.inputs` (encodings, YAML/JSON limits, well-formed rows), and
@@ -38,8 +39,11 @@ from synthset.errors import InputError, ManifestError, describe_validation, form
 from synthset.inputs import rows
 from synthset.inputs.paths import confined, resolve
 from synthset.inputs.structured import load_json, read_structured
+from synthset.labels import check_keys
 from synthset.layout import model_defaults
 from synthset.quality.config import BUILTIN_DIGITS, ReportConfig
+from synthset.templates import Expansion, Template
+from synthset.templates import check_raw as check_raw_templates
 
 DEFAULT_MODEL = "synthset/tiny-digits"
 ITEM_FILE_SUFFIXES = rows.SUFFIXES
@@ -237,7 +241,8 @@ class Item(BaseModel):
 
 
 class Manifest(BaseModel):
-    """A whole manifest. After `load_manifest`, `items` holds the rows of `items_from` too.
+    """A whole manifest. After `load_manifest`, `items` holds the rows of `items_from` and the
+    combinations of `templates` too (both are then empty).
 
     `inputs_root` is a folder (relative to the manifest) that items files and condition images
     may also come from; `max_images` bounds the images of all items together, so a typo in a
@@ -252,6 +257,7 @@ class Manifest(BaseModel):
     shard_size: int = Field(64, ge=1, le=100_000)
     items: list[Item] = Field(default_factory=list)
     items_from: list[str] = Field(default_factory=list)
+    templates: list[Template] = Field(default_factory=list)
     inputs_root: str | None = Field(None, min_length=1)
     max_images: int = Field(MAX_IMAGES, ge=1)
     curation: CurationConfig = Field(default_factory=CurationConfig)
@@ -291,6 +297,7 @@ _MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("generator",): GeneratorConfig,
     ("items", "*"): Item,
     ("items", "*", "conditions"): Conditions,
+    ("templates", "*"): Template,
     ("curation",): CurationConfig,
     ("curation", "clip"): ClipConfig,
     ("curation", "dedup"): DedupConfig,
@@ -384,17 +391,22 @@ class _Inputs:
             self.roots.append(root)
         self.limit = manifest.max_images
         self.images = 0
+        self.reserved = tuple(manifest.curation.score_columns())
 
-    def take(self, item: Item, file: str, where: str) -> Item:
-        self.images += item.count
+    def reserve(self, images: int, file: str, where: str, field: str = "count") -> None:
+        self.images += images
         if self.images > self.limit:
             raise ManifestError(
                 file,
                 f"the items ask for more than max_images ({self.limit:,}) images; split the "
                 "dataset or raise max_images",
                 where=where,
-                field="count",
+                field=field,
             )
+
+    def take(self, item: Item, file: str, where: str) -> Item:
+        self.reserve(item.count, file, where)
+        check_keys(item.metadata, file, where, self.reserved)
         return item
 
 
@@ -417,6 +429,29 @@ def _load_items_file(spec: str, base: Path, inputs: _Inputs) -> list[Item]:
         items.append(inputs.take(item, file, label))
     if not items:
         raise ManifestError(file, "the file has no rows", field=None)
+    return items
+
+
+def _template_items(template: Template, index: int, base: Path, inputs: _Inputs) -> list[Item]:
+    """A template's combinations as items, counted against `max_images` before any is made."""
+    file = inputs.file
+    expansion = Expansion(template, index, file)
+    expansion.check_labels(inputs.reserved)
+    given = [f for f in ("count_total", "combinations") if getattr(template, f) is not None]
+    inputs.reserve(expansion.images, file, expansion.where, (*given, "count")[0])
+    shared = {"prompt": template.template, "negative_prompt": template.negative_prompt}
+    shared |= {"tags": template.tags, "conditions": template.conditions}
+    try:
+        item = Item.model_validate(shared)
+    except ValidationError as exc:
+        _raise_validation(file, exc, where=expansion.where, at=("items", "*"))
+    item = _resolve_conditions(item, base, inputs, file, expansion.where)
+    items = []
+    for number in expansion.numbers():
+        combination = expansion.combination(number)
+        update = {"prompt": combination.prompt, "seed": combination.seed}
+        update |= {"count": expansion.count, "metadata": combination.metadata}
+        items.append(item.model_copy(update=update))
     return items
 
 
@@ -485,6 +520,7 @@ def _parse(raw: Any, base: Path, file: str) -> Manifest:
         raise ManifestError(
             file, "a manifest must be a mapping with at least 'dataset' and 'items'"
         )
+    check_raw_templates(raw.get("templates"), file)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -497,14 +533,18 @@ def _parse(raw: Any, base: Path, file: str) -> Manifest:
         items.append(inputs.take(item, file, where))
     for spec in manifest.items_from:
         items.extend(_load_items_file(spec, base, inputs))
+    for i, template in enumerate(manifest.templates):
+        items.extend(_template_items(template, i, base, inputs))
     if not items:
         raise ManifestError(
-            file, "the manifest has no items; give 'items' or 'items_from'", field="items"
+            file,
+            "the manifest has no items; give 'items' or 'items_from', or 'templates'",
+            field="items",
         )
     manifest.generator = _resolve_generator_files(manifest.generator, base, file)
     _resolve_clip_weights(manifest.curation.clip, base, file)
     _resolve_report(manifest.report, base, file)
-    manifest = manifest.model_copy(update={"items": items, "items_from": []})
+    manifest = manifest.model_copy(update={"items": items, "items_from": [], "templates": []})
     _check_conditions(manifest, file)
     _check_repeated_images(manifest, file)
     _check_topup_seeds(manifest, file)
@@ -753,6 +793,6 @@ def plan_digest(manifest: Manifest) -> str:
     return _digest(manifest.model_dump(exclude=_NOT_IN_PLAN))[:16]
 
 
-_NOT_IN_PLAN = {"description", "curation", "report", "inputs_root", "max_images"}
+_NOT_IN_PLAN = {"description", "curation", "report", "templates", "inputs_root", "max_images"}
 """Fields that do not change a requested image: which inputs are allowed, how many images
 may be asked for, how results are curated."""

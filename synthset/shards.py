@@ -43,14 +43,15 @@ CONDITION_COLUMNS = ("condition_image", "condition_mask", "condition_control")
 
 
 def request_row(request: GenerationRequest) -> dict[str, Any]:
-    """The columns a request contributes to its metadata row."""
+    """The columns a request contributes to its metadata row; its metadata as JSON in the
+    manifest's key order, made into label columns when a version is published."""
     return {
         "sample_id": request.sample_id,
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
         "seed": request.seed,
         "tags": list(request.tags),
-        "metadata": json.dumps(request.metadata, sort_keys=True, default=str),
+        "metadata": json.dumps(request.metadata, default=str),
         "condition_image": request.image,
         "condition_mask": request.mask,
         "condition_control": request.control,

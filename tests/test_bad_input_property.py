@@ -187,9 +187,67 @@ def items(draw: st.DrawFn) -> list[dict[str, Any]]:
     return rows
 
 
+SLOTS = ["colour", "digit", "background", "seed", "a"]
+WORD = st.text(st.characters(blacklist_characters="{}"), min_size=1, max_size=8)
+
+
+@st.composite
+def vocabulary(draw: st.DrawFn) -> Any:
+    """A list of values, a mapping {text: label or columns}, or more values than max_images
+    allows two slots of; sometimes empty, repeated or null."""
+    kind = draw(st.sampled_from(["words", "numbers", "labels", "columns", "large", "any"]))
+    if kind == "words":
+        return draw(st.lists(WORD, min_size=1, max_size=4, unique=True))
+    if kind == "numbers":
+        return draw(st.lists(st.integers(0, 9), min_size=1, max_size=4, unique=True))
+    if kind == "large":
+        return list(range(1001))
+    if kind == "any":
+        return draw(st.lists(SCALAR, max_size=3))
+    label = st.one_of(WORD, st.integers(0, 99), st.booleans(), st.floats(allow_nan=False))
+    labels = label if kind == "labels" else st.dictionaries(WORD, VALUE, max_size=2)
+    return draw(st.dictionaries(WORD, labels, min_size=1, max_size=4))
+
+
+@st.composite
+def templates(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Templates whose slots and vocabularies mostly agree, with every way of counting."""
+    found = []
+    for _ in range(draw(st.integers(1, 2))):
+        slots = draw(st.lists(st.sampled_from(SLOTS), min_size=1, max_size=3, unique=True))
+        odd = ["{", "}", "{0} ", "{x!r} ", "{colour:>3} ", "{{literal}} "]
+        text = draw(st.sampled_from(["", "a ", "the "] * 4 + odd))
+        text += " ".join(f"{{{slot}}}" for slot in slots) + draw(st.sampled_from(["", " x"]))
+        names = [*slots, *draw(st.lists(st.sampled_from(SLOTS), max_size=1))]
+        if draw(st.integers(0, 5)) == 5:
+            names.remove(slots[0])
+        template: dict[str, Any] = {
+            "template": text,
+            "vocabularies": {name: draw(vocabulary()) for name in dict.fromkeys(names)},
+        }
+        template["expand"] = draw(st.sampled_from(["product", "sample", "zip"]))
+        if template["expand"] == "sample" or draw(st.integers(0, 5)) == 5:
+            template["combinations"] = draw(st.sampled_from([1, 2, 5, 2 * 10**6]))
+        for field, values in {
+            "count": st.sampled_from([1, 2, 10**6]),
+            "count_total": st.sampled_from([1, 6, 12, 10**6]),
+            "seed": st.integers(0, 2**31 - 1),
+            "metadata": st.dictionaries(WORD, VALUE, max_size=2),
+            "tags": st.lists(TEXT, max_size=2),
+        }.items():
+            if draw(st.integers(0, 2)) == 2:
+                template[field] = draw(values)
+        found.append(template)
+    return found
+
+
 @st.composite
 def manifests(draw: st.DrawFn) -> dict[str, Any]:
     manifest: dict[str, Any] = {"dataset": draw(NAME), "items": draw(items())}
+    if draw(st.booleans()):
+        manifest["templates"] = draw(templates())
+        if draw(st.booleans()):
+            del manifest["items"]
     if draw(st.booleans()):
         manifest["generator"] = {
             "steps": draw(st.integers(1, 50)),
@@ -198,7 +256,7 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
         }
     if draw(st.booleans()):
         manifest["curation"] = {"enabled": draw(st.booleans()), "attempt_budget": 1}
-    if len(manifest["items"]) > 1 and draw(st.booleans()):
+    if len(manifest.get("items", [])) > 1 and draw(st.booleans()):
         manifest["items"][0]["metadata"] = "__ANCHOR__"
         manifest["items"][1]["metadata"] = "__ALIAS__"
     return manifest

@@ -19,6 +19,8 @@ ORDER = {
     "atomic": 0.5,
     "inputs": 0.5,
     "manifest": 1,
+    "templates": 1,
+    "labels": 1,
     "shards": 1,
     "plan": 1,
     "generators": 2,

@@ -174,11 +174,16 @@ class CurationConfig(BaseModel):
     def _filters(cls, specs: Any) -> list[dict[str, Any]]:
         return _parsed(specs, plugins.Filter)
 
+    def score_columns(self) -> list[str]:
+        """The columns scoring adds: the built-in ones and those of the manifest's scorers."""
+        made = list(SCORE_COLUMNS)
+        for spec in self.scorers:
+            made += [c for c in plugins.scorer_class(spec).columns if c not in made]
+        return made
+
     @model_validator(mode="after")
     def _filters_read_what_is_scored(self) -> CurationConfig:
-        made = set(SCORE_COLUMNS)
-        for spec in self.scorers:
-            made |= set(plugins.scorer_class(spec).columns)
+        made = set(self.score_columns())
         for spec in self.filters:
             missing = [c for c in plugins.build_filter(spec).needs() if c not in made]
             if missing:

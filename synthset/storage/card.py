@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from synthset.labels import BUILTIN_COLUMNS
 from synthset.manifest import Manifest
 from synthset.storage.public import public
 
@@ -49,6 +50,28 @@ def _curation_lines(curation: Curation) -> list[str]:
     return [*lines, ""]
 
 
+def _type_name(column: pd.Series) -> str:
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    present = column.dropna()
+    first = present.iloc[0] if pd.api.types.is_object_dtype(dtype) and len(present) else None
+    return "list" if first is not None and not isinstance(first, str) else "string"
+
+
+def _label_lines(kept: pd.DataFrame) -> list[str]:
+    labels = [c for c in kept.columns if c not in BUILTIN_COLUMNS]
+    if not labels:
+        return []
+    shown = ", ".join(f"`{c}` ({_type_name(kept[c])})" for c in labels[:30])
+    more = f" and {len(labels) - 30} more" if len(labels) > 30 else ""
+    return [f"- labels (the items' metadata, one column each): {shown}{more}"]
+
+
 def dataset_card(
     manifest: Manifest,
     version: int,
@@ -71,6 +94,7 @@ def dataset_card(
         f"{g.steps} steps, guidance {g.guidance_scale}",
         "- files: `images/`, `metadata.parquet` (one row per image), `manifest.yaml` "
         "(the resolved manifest)",
+        *_label_lines(kept),
         "",
         "## Prompts",
         "",

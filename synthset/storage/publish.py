@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from synthset.atomic import atomic_path
+from synthset.labels import label_columns
 from synthset.layout import DatasetLayout
 from synthset.manifest import Manifest
 from synthset.shards import CONDITION_COLUMNS, image_problems, read_shard_rows
@@ -140,9 +141,12 @@ def _store_conditions(
 def _assemble(
     folder: Path, shards: Sequence[Path], manifest: Manifest, curation: Curation | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write the version's files into `folder`; rows get their items' metadata as typed label
+    columns (`synthset.labels`), kept and rejected typed alike."""
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True)
     kept, rejected = _split_uncurated(shards) if curation is None else _split_curated(curation)
+    (kept, rejected), _ = label_columns([kept, rejected])
     (kept, rejected), stored = _store_conditions(folder, [kept, rejected])
     kept = _ordered(kept, ["sample_id", "file_name"])
     rejected = _ordered(rejected, ["sample_id", "reject_reason", "detail", "file_name"])

@@ -64,9 +64,15 @@ class PulledDataset:
         order = position.loc[pd.read_parquet(self.path / "metadata.parquet")["sample_id"]]
         return np.load(folder / "embeddings.npy")[order.to_numpy()]
 
-    def to_torch(self, transform: Callable[[Image.Image], Any] | None = None) -> ImageDataset:
-        """A `torch.utils.data.Dataset` of `{"image": tensor, **metadata}` dicts."""
-        return self.format.to_torch(self.path, transform)
+    def to_torch(
+        self,
+        transform: Callable[[Image.Image], Any] | None = None,
+        condition_transform: Callable[[Image.Image], Any] | None = None,
+    ) -> ImageDataset:
+        """A `torch.utils.data.Dataset` of `{"image": tensor, **metadata}` dicts: label
+        columns as their values, condition images as tensors (None where a row has none);
+        batch it with `collate_fn=ImageDataset.collate`."""
+        return self.format.to_torch(self.path, transform, condition_transform)
 
     def to_hf(self) -> Any:
         """The version as a Hugging Face `datasets.Dataset` (imagefolder with metadata)."""

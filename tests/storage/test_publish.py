@@ -32,7 +32,7 @@ COLUMNS = [
     "width",
     "height",
     "tags",
-    "metadata",
+    "source",
     "created_at",
 ]
 
@@ -97,7 +97,8 @@ def test_a_published_version_is_a_complete_folder(tiny_model):
         2,
     )
     assert (first["width"], first["height"]) == (32, 32)
-    assert meta.iloc[3]["metadata"] == '{"source": "test"}'
+    assert "metadata" not in meta and list(meta["source"].isna()) == [True] * 3 + [False]
+    assert meta.iloc[3]["source"] == "test"
     assert meta.iloc[3]["seed"] == 9
     with Image.open(folder / first["file_name"]) as image:
         assert image.size == (32, 32)
