@@ -2,7 +2,8 @@
 
 ```
 <root>/<name>/
-  v1/ v2/ ...                       published versions (never modified after the rename)
+  v1/ v2/ ...                       published versions (never modified after the rename,
+                                    but for report/, outside the digest, rebuilt whole)
   .staging/<plan>/shards/<shard>/   generated shards of an unfinished run (resumable)
   .staging/<plan>/version/          a version being assembled, renamed to v<N> when complete
 ```
