@@ -36,7 +36,7 @@ BUILTIN_COLUMNS = frozenset(
         "sample_id", "file_name", "file_sha256", "prompt", "negative_prompt", "seed", "tags",
         "metadata", "condition_image", "condition_mask", "condition_control", "item_index",
         "index", "created_at", "status", "error", "generator", "model", "pipeline",
-        "scheduler", "steps", "guidance", "width", "height",
+        "scheduler", "steps", "guidance", "width", "height", "diversity",
         # scores (synthset.curation.config.SCORE_COLUMNS) and decisions
         "clip_score", "pixel_hash", "phash", "brightness", "contrast", "sharpness", "entropy",
         "blank", "clip_tags", "clip_tag_scores", "decode_error", "reject_reason", "detail",
