@@ -45,27 +45,28 @@ def per_prompt(
 ) -> list[dict[str, Any]]:
     """One row per manifest item: prompt, generated, kept, duplicates, duplicate rate, Vendi
     of its kept images, CLIP-score quantiles. `features` are aligned with `kept`."""
-    kinds = reason_kind(rejected["reject_reason"]) if len(rejected) else pd.Series(dtype=str)
-    prior = rejected.get("dup_version", pd.Series(index=rejected.index, dtype=object)).notna()
+    duplicate = (reason_kind(rejected["reject_reason"]) == DUPLICATE).to_numpy(bool)
+    prior = rejected["dup_version"].notna().to_numpy() if "dup_version" in rejected else None
+    scores = kept["clip_score"] if "clip_score" in kept else pd.Series(np.nan, index=kept.index)
     prompts = pd.concat([kept[["item_index", "prompt"]], rejected[["item_index", "prompt"]]])
     prompts = prompts.drop_duplicates("item_index").set_index("item_index")["prompt"]
+    none = np.zeros(0, np.int64)
+    mine, dropped = kept.groupby("item_index").indices, rejected.groupby("item_index").indices
     rows = []
     for item in sorted(prompts.index):
-        mine = (kept["item_index"] == item).to_numpy()
-        dropped = (rejected["item_index"] == item).to_numpy()
-        duplicates = int((kinds[dropped] == DUPLICATE).sum())
-        generated = int(mine.sum() + dropped.sum())
+        k, r = mine.get(item, none), dropped.get(item, none)
+        duplicates, generated = int(duplicate[r].sum()), len(k) + len(r)
         rows.append(
             {
                 "item": int(item),
                 "prompt": str(prompts[item]),
                 "generated": generated,
-                "kept": int(mine.sum()),
+                "kept": len(k),
                 "duplicates": duplicates,
-                "duplicates_of_earlier_versions": int((prior[dropped]).sum()),
+                "duplicates_of_earlier_versions": int(prior[r].sum()) if prior is not None else 0,
                 "duplicate_rate": duplicates / generated if generated else None,
-                "vendi": vendi_score(features[mine]) if mine.any() else None,
-                **_scores(kept.loc[mine, "clip_score"] if "clip_score" in kept else pd.Series()),
+                "vendi": vendi_score(features[k]) if len(k) else None,
+                **_scores(scores.iloc[k]),
             }
         )
     return rows

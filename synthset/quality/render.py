@@ -29,6 +29,7 @@ LABELS = {
     "reference_images": "reference images",
 }
 
+MAX_ROWS = 1000
 PROMPT_COLUMNS = ("item", "prompt", "generated", "kept", "duplicates", "duplicate_rate", "vendi")
 SCORE_COLUMNS = ("item", "prompt", "kept", "clip_score_mean", "clip_score_p10", "clip_score_p50")
 SCORE_COLUMNS += ("clip_score_p90",)
@@ -65,16 +66,19 @@ def fmt(value: Any) -> str:
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """An HTML table of `rows` (columns: the first row's keys unless given)."""
+    """An HTML table of `rows` (columns: the first row's keys unless given), at most
+    `MAX_ROWS` of them (the JSON document has them all)."""
     if not rows:
         return "<p class='note'>none</p>"
-    columns = list(columns or rows[0])
+    more = len(rows) - MAX_ROWS
+    rows, columns = rows[:MAX_ROWS], list(columns or rows[0])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(fmt(row.get(c)))}</td>" for c in columns) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    rest = f"<p class='note'>{more} more rows in quality.json</p>" if more > 0 else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{rest}"
 
 
 def plot(title: str, uri: str | None) -> str:

@@ -16,9 +16,9 @@ def _normal(n: int, d: int = 8, shift: float = 0.0, seed: int = 0) -> np.ndarray
 
 
 def test_identical_sets_are_at_distance_zero_and_shifted_sets_further():
-    a, alike = _normal(400), _normal(400, seed=3)
+    a, alike = _normal(200), _normal(200, seed=3)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
-    near, far = _normal(400, shift=0.5, seed=1), _normal(400, shift=2.0, seed=2)
+    near, far = _normal(200, shift=0.5, seed=1), _normal(200, shift=2.0, seed=2)
     assert frechet_distance(a, alike) < frechet_distance(a, near) < frechet_distance(a, far)
     assert frechet_distance(a, far) == pytest.approx(8 * 2.0**2, rel=0.1)
     assert abs(kernel_distance(a, alike)) < 0.02 * kernel_distance(a, near)
