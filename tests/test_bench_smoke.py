@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +13,23 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "gpu_throughput.py"
 
 
 @pytest.mark.slow
-def test_gpu_bench_smoke_runs_every_family_on_cpu():
+def test_gpu_bench_smoke_runs_every_family_on_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--images", "2", "--batch-size", "2"],
+        [sys.executable, str(BENCH), "--smoke", "--images", "2", "--batch-size", "2"]
+        + ["--json", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
     )
 
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [
-        line.split()
-        for line in done.stdout.splitlines()
-        if line.split()[:1] in (["sd"], ["sdxl"], ["flux"])
-    ]
-    assert [r[0] for r in rows] == ["sd", "sdxl", "flux"]
-    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+    printed = [line.split()[0] for line in done.stdout.splitlines() if line.split()]
+    assert [f for f in printed if f in ("sd", "sdxl", "flux")] == ["sd", "sdxl", "flux"]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["family"] for r in rows] == ["sd", "sdxl", "flux"]
+    for row in rows:
+        assert row["raw_images_per_s"] > 0 and row["synthset_images_per_s"] > 0
+        assert row["ratio"] == pytest.approx(row["synthset_images_per_s"] / row["raw_images_per_s"])
+        assert (row["resolution"], row["images"]) == (32, 2)
+        assert row["max_pixel_diff"] <= 1
