@@ -402,10 +402,11 @@ class PhiMatcher:
         for needle in self.owners:
             length = min(len(needle), self.PREFIX)
             starts.setdefault(length, {}).setdefault(needle[:length], []).append(needle)
-        self.starts = {n: (_filter(list(g), n), g) for n, g in starts.items()}
+        bits = int(np.clip(np.ceil(np.log2(max(len(self.owners), 1) * 64)), 10, 22))
+        self.shift = np.uint64(64 - bits)
+        self.starts = {n: (_filter(list(g), n, bits), g) for n, g in starts.items()}
         self.longest = max(map(len, self.owners), default=1)
-        size = self._CHUNK + self.longest
-        self._powers, self._inverse = _powers(_BASE, size), _powers(_INVERSE, size)
+        self._powers = self._inverse = np.ones(0, np.uint64)
 
     def find(self, text_or_bytes: str | bytes) -> list[str]:
         """The values found in `text_or_bytes`, in the order they were given."""
@@ -425,13 +426,15 @@ class PhiMatcher:
         if not data:
             return set()
         arr = np.frombuffer(data, np.uint8).astype(np.uint64)
+        if len(self._powers) < len(arr):
+            self._powers, self._inverse = _powers(_BASE, len(arr)), _powers(_INVERSE, len(arr))
         prefix = np.concatenate([[np.uint64(0)], np.cumsum(arr * self._powers[: len(arr)])])
         found = set()
         for length, (table, groups) in self.starts.items():
             if length > len(arr):
                 continue
             rolled = (prefix[length:] - prefix[:-length]) * self._inverse[: len(arr) - length + 1]
-            for at in np.flatnonzero(table[rolled >> np.uint64(64 - _FILTER_BITS)]):
+            for at in np.flatnonzero(table[rolled >> self.shift]):
                 for needle in groups.get(data[at : at + length], ()):
                     if data.startswith(needle, at):
                         found.add(needle)
@@ -449,16 +452,13 @@ def _powers(base: int, n: int) -> np.ndarray:
     return np.cumprod(factors, dtype=np.uint64)
 
 
-_FILTER_BITS = 22
-
-
-def _filter(keys: list[bytes], length: int) -> np.ndarray:
-    """A bitmap of the top bits of the rolling hashes of equally long `keys`: a position whose
-    hash misses it holds none of them; a hit is confirmed by looking its bytes up."""
+def _filter(keys: list[bytes], length: int, bits: int) -> np.ndarray:
+    """A bitmap of the top `bits` bits of the rolling hashes of equally long `keys`: a
+    position whose hash misses it holds none of them; a hit is confirmed by its bytes."""
     rows = np.frombuffer(b"".join(keys), np.uint8).astype(np.uint64).reshape(-1, length)
     hashes = (rows * _powers(_BASE, length)).sum(axis=1, dtype=np.uint64)
-    table = np.zeros(1 << _FILTER_BITS, bool)
-    table[hashes >> np.uint64(64 - _FILTER_BITS)] = True
+    table = np.zeros(1 << bits, bool)
+    table[hashes >> np.uint64(64 - bits)] = True
     return table
 
 

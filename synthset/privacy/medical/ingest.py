@@ -50,6 +50,9 @@ from synthset.privacy.medical.deid import Deidentifier, burned_in, quiet_reading
 
 try:
     import pydicom
+    from pydicom import uid
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.errors import InvalidDicomError
     from pydicom.multival import MultiValue
     from pydicom.pixels import apply_color_lut, apply_modality_lut
 except ImportError as exc:  # pragma: no cover
@@ -208,10 +211,7 @@ def _first_line(exc: BaseException) -> str:
 def read_dicom(file: Path, shown: str, deidentify: Deidentifier) -> tuple[np.ndarray, dict]:
     """One DICOM file: its pixels in [0, 1] (2-D) and its safe metadata, de-identified."""
     with quiet_reading():
-        try:
-            ds = pydicom.dcmread(file, force=True)
-        except Exception as exc:
-            raise InputError(shown, f"unreadable DICOM: {_first_line(exc)}") from None
+        ds = _dcmread(file, shown)
         if not any(k in ds for k in PIXEL_KEYWORDS):
             raise InputError(shown, "DICOM file without pixel data (no PixelData element)")
         patient = deidentify.patient_key(ds)
@@ -231,6 +231,37 @@ def read_dicom(file: Path, shown: str, deidentify: Deidentifier) -> tuple[np.nda
         **{f"deid_{k}": v for k, v in report.to_dict().items()},
     }
     return pixels, record
+
+
+def _dcmread(file: Path, shown: str) -> Any:
+    """The dataset of `file`; one without the DICM preamble is read as a bare dataset (old
+    files) only when it holds elements of a DICOM header (group 0008)."""
+    try:
+        try:
+            return pydicom.dcmread(file)
+        except InvalidDicomError:
+            ds = pydicom.dcmread(file, force=True)
+            if len(ds.group_dataset(0x0008)):
+                return _with_transfer_syntax(ds)
+    except Exception as exc:
+        raise InputError(shown, f"unreadable DICOM: {_first_line(exc)}") from None
+    raise InputError(shown, "unreadable DICOM: no 'DICM' preamble and no DICOM header")
+
+
+def _with_transfer_syntax(ds: Any) -> Any:
+    """A bare dataset with the transfer syntax it was read in, so its pixels can be decoded."""
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = ds.original_encoding
+        meta.TransferSyntaxUID = (
+            uid.ImplicitVRLittleEndian
+            if implicit
+            else uid.ExplicitVRLittleEndian
+            if little
+            else uid.ExplicitVRBigEndian
+        )
+    ds.file_meta = meta
+    return ds
 
 
 def _dicom_pixels(ds: Any, shown: str) -> np.ndarray:

@@ -36,7 +36,8 @@ its samples is blocked, whatever the filter removed) is a row of the same kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,9 @@ IMAGE_CHECKS = (
     Threshold("ssim_threshold", "ssim", "<="),
 )
 RELEASE_CHECKS = (Threshold("max_rejected_share", "rejected_share", "<="),)
+MATCH_PRIORITY = ("ssim", "pixel_ratio", "embedding_ratio")
+"""Which failed check names the training image a rejected one copies: an aligned structural
+match is the most specific evidence, the embedding's neighbour the least."""
 EMBEDDING = "blurred {0}×{0} area average, centred, unit length"
 
 
@@ -106,7 +110,8 @@ class MemorizationResult:
 
     `nearest_pixel`/`nearest_embedding` are training indices; `ssim_training` is the
     candidate with the highest aligned SSIM (`ssim`); `match` is the training image each
-    decision points at (the one whose check failed first, else the nearest in pixels).
+    decision points at (that of the failed check first in `MATCH_PRIORITY`, else the nearest
+    in pixels).
     """
 
     config: MemorizationConfig
@@ -273,7 +278,8 @@ def check_with_config(
         if verdict.passed:
             reasons.append(None)
             continue
-        first = next(c["metric"] for c in verdict.checks if c["status"] == "fail")
+        failed = {c["metric"] for c in verdict.checks if c["status"] == "fail"}
+        first = next(m for m in MATCH_PRIORITY if m in failed)
         rejected[i], match[i] = True, at[first]
         reasons.append(f"near copy of training image {at[first]}: " + "; ".join(verdict.reasons))
     share = float(rejected.mean()) if len(rejected) else 0.0
@@ -328,6 +334,24 @@ def embedding(images: np.ndarray, size: int = 8) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-6)).astype(np.float32)
 
 
+SMALL_SEARCH = 2_000_000
+"""Query × reference pairs below which FAISS searches on one thread: starting its OpenMP
+team costs more than a small search, several times more on a busy machine."""
+
+
+@contextlib.contextmanager
+def _threads(pairs: int) -> Iterator[None]:
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    if pairs < SMALL_SEARCH:
+        faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def _flat_index(reference: np.ndarray):
     import faiss
 
@@ -346,7 +370,8 @@ def _ratio(distances: np.ndarray) -> np.ndarray:
 def _ratios(queries: np.ndarray, reference: np.ndarray, k: int):
     """(indices, distances, ratio) of the k nearest reference rows of each query row (L2)."""
     flat = np.ascontiguousarray(queries.reshape(len(queries), -1), dtype=np.float32)
-    squared, indices = _flat_index(reference).search(flat, k)
+    with _threads(len(queries) * len(reference)):
+        squared, indices = _flat_index(reference).search(flat, k)
     distances = np.sqrt(np.maximum(squared, 0)).astype(np.float64)
     return indices.astype(np.int64), distances, _ratio(distances)
 
@@ -371,12 +396,13 @@ def shifted_neighbours(synthetic: np.ndarray, training: np.ndarray, k: int, max_
     index = _flat_index(training)
     n = len(synthetic)
     found_d, found_i = [], []
-    for dy in range(-max_shift, max_shift + 1):
-        for dx in range(-max_shift, max_shift + 1):
-            moved = shift(synthetic, dy, dx).reshape(n, -1)
-            squared, indices = index.search(np.ascontiguousarray(moved, dtype=np.float32), k)
-            found_d.append(squared)
-            found_i.append(indices)
+    with _threads(n * len(training)):
+        for dy in range(-max_shift, max_shift + 1):
+            for dx in range(-max_shift, max_shift + 1):
+                moved = np.ascontiguousarray(shift(synthetic, dy, dx).reshape(n, -1), np.float32)
+                squared, indices = index.search(moved, k)
+                found_d.append(squared)
+                found_i.append(indices)
     squared, indices = np.concatenate(found_d, axis=1), np.concatenate(found_i, axis=1)
     out_i, out_d = np.empty((n, k), np.int64), np.empty((n, k))
     for row in range(n):
