@@ -1,6 +1,8 @@
 """Generator kinds: how a shard's requests become images. One class per kind, named by the
 manifest's `generator.kind` (a registered name, or any importable `module:Class`); `diffusers`
-(any diffusers pipeline, `synthset.generators.pipeline.ImageGenerator`) is the default.
+(any diffusers pipeline, `synthset.generators.pipeline.ImageGenerator`) is the default;
+`unet2d` (`synthset.generators.unet`) samples a pixel-space `UNet2DModel`, plain or
+class-conditional.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def generator_class(kind: str) -> type[Generator]:
     """The class of a registered kind or of a `module:Class` name."""
     if ":" not in kind:
         import synthset.generators.pipeline  # noqa: F401  (registers `diffusers`)
+        import synthset.generators.unet  # noqa: F401  (registers `unet2d`)
 
         if kind not in GENERATORS:
             known = ", ".join(sorted(GENERATORS))
