@@ -7,5 +7,6 @@ per check), `report` (the self-contained HTML frame and the (ε, δ) statement),
 release as a dataset version; a blocked one as a FAILED MLflow run), `release` (the outcome,
 report folder and MLflow params of a release) and `errors`. Each modality builds on them in
 its own package and is imported only from there: `tabular` (private tables, TabDDPM-style
-diffusion). Imports run one way: a modality imports the shared modules, never the reverse.
+diffusion) and `medical` (private images: DICOM de-identification, a memorization gate).
+Imports run one way: a modality imports the shared modules, never the reverse.
 """
