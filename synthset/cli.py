@@ -47,16 +47,13 @@ def _ui_links(result: dict, tracking_uri: str | None) -> list[str]:
     ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
     if ui and result.get("flow_run_id"):
         links.append(f"Prefect UI:  {ui.rstrip('/')}/runs/flow-run/{result['flow_run_id']}")
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if uri.startswith("http"):
-        from mlflow import MlflowClient
+    from synthset.storage.versioning import run_url
 
-        exp = MlflowClient(uri).get_run(result["mlflow_run_id"]).info.experiment_id
-        links.append(
-            f"MLflow UI:   {uri.rstrip('/')}/#/experiments/{exp}/runs/{result['mlflow_run_id']}"
-        )
+    if url := run_url(result["mlflow_run_id"], tracking_uri):
+        links.append(f"MLflow UI:   {url}")
     else:
-        links.append(f"MLflow:      {uri or 'default store'} (run {result['mlflow_run_id']})")
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "default store"
+        links.append(f"MLflow:      {uri} (run {result['mlflow_run_id']})")
     return links
 
 

@@ -123,8 +123,8 @@ class FlowArtifacts(RunObserver):
         unchanged = f"**Unchanged**: equals v{p.version}; nothing new was published.\n\n"
         create_markdown_artifact(
             (unchanged if p.unchanged else "")
-            + f"**MLflow run**: `{result.mlflow_run_id}` · folder `{p.path}` · digest "
-            f"`{p.digest}` · sample grid: `sample_grid.png` in the MLflow run\n\n{card}",
+            + _run_header(result, self.tracking_uri)
+            + f"\n\n{card}",
             key=_artifact_key(name, "card"),
             description=f"{name} v{p.version}: the dataset card",
         )
@@ -135,6 +135,20 @@ class FlowArtifacts(RunObserver):
                 description=f"{name} v{p.version}: quality report headline",
             )
         self.logger.info("published %s v%d (%d images) at %s", name, p.version, p.images, p.path)
+
+
+def _run_header(result: RunResult, tracking_uri: str | None) -> str:
+    """The MLflow run (a link where it has a UI), folder, digest and the sample grid (shown
+    from MLflow where it serves artifacts)."""
+    from synthset.storage.versioning import GRID, artifact_url, run_url
+
+    run_id, p = result.mlflow_run_id, result.published
+    url = run_url(run_id, tracking_uri)
+    text = f"**MLflow run**: {f'[{run_id}]({url})' if url else f'`{run_id}`'} · folder "
+    text += f"`{p.path}` · digest `{p.digest}`"
+    if grid := artifact_url(run_id, GRID, tracking_uri):
+        return text + f"\n\n![sample grid]({grid})"
+    return text + f" · sample grid: `{GRID}` in the MLflow run"
 
 
 def _shard_table(result: RunResult) -> list[dict[str, Any]]:

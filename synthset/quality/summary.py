@@ -13,16 +13,12 @@ from synthset.quality.report import HTML, JSON, REPORT_DIR
 
 def run_link(run_id: str, tracking_uri: str | None) -> str:
     """The MLflow run as a Markdown link when the tracking store has a UI, else its id."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if uri.startswith(("http://", "https://")):
-        try:
-            from synthset.storage.versioning import _client
+    from synthset.storage.versioning import run_url
 
-            exp = _client(uri).get_run(run_id).info.experiment_id
-            return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id})"
-        except Exception:
-            pass
-    return f"`{run_id}` in {uri or 'the default tracking store'}"
+    if url := run_url(run_id, tracking_uri):
+        return f"[{run_id}]({url})"
+    store = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "the default tracking store"
+    return f"`{run_id}` in {store}"
 
 
 def headline_markdown(

@@ -328,6 +328,29 @@ def _show_latest(client: Any, name: str, tracking_uri: str | None) -> None:
         shown = newest
 
 
+def _ui_uri(tracking_uri: str | None) -> str | None:
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+
+
+def run_url(run_id: str, tracking_uri: str | None = None) -> str | None:
+    """The MLflow UI page of a run, when the tracking store is a server (it has a UI)."""
+    if (uri := _ui_uri(tracking_uri)) is None:
+        return None
+    try:
+        exp = _client(uri).get_run(run_id).info.experiment_id
+    except Exception:
+        return None
+    return f"{uri}/#/experiments/{exp}/runs/{run_id}"
+
+
+def artifact_url(run_id: str, path: str, tracking_uri: str | None = None) -> str | None:
+    """A URL that serves one artifact of a run (an image a Markdown page can show)."""
+    if (uri := _ui_uri(tracking_uri)) is None:
+        return None
+    return f"{uri}/get-artifact?path={path}&run_uuid={run_id}"
+
+
 def check_writable(name: str, tracking_uri: str | None = None) -> None:
     """Fail in seconds, before anything is published, when the tracking store would not take
     the version's record: a server that does not answer, or a store that refuses writes (a
