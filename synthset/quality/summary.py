@@ -21,6 +21,14 @@ def run_link(run_id: str, tracking_uri: str | None) -> str:
     return f"`{run_id}` in {store}"
 
 
+def _report_link(run_id: str, tracking_uri: str | None) -> str:
+    from synthset.storage.versioning import artifact_url
+
+    name = f"dataset/{REPORT_DIR}/{HTML}"
+    url = artifact_url(run_id, name, tracking_uri)
+    return f"[`{name}`]({url})" if url else f"`{name}`"
+
+
 def headline_markdown(
     version_folder: Path, run_id: str, tracking_uri: str | None = None
 ) -> str | None:
@@ -41,6 +49,7 @@ def headline_markdown(
         f"### {document['dataset']} v{document['version']}: quality\n\n"
         f"Features: {space}; fidelity {against}\n\n"
         f"| figure | value |\n|---|---|\n{rows}\n\n"
-        f"Full report: `dataset/{REPORT_DIR}/{HTML}` in MLflow run {run_link(run_id, tracking_uri)}"
+        f"Full report: {_report_link(run_id, tracking_uri)} in MLflow run "
+        f"{run_link(run_id, tracking_uri)}"
         f" · on disk `{path.parent / HTML}`\n"
     )
