@@ -86,6 +86,55 @@ class SpeedConfig(BaseModel):
     offload: Literal["none", "model", "sequential"] = "none"
 
 
+def _unset(value: Any) -> bool:
+    return value is None
+
+
+class CadsConfig(BaseModel):
+    """Condition-annealed sampling (CADS, Sadat et al. 2024): Gaussian noise on the prompt's
+    embedding, full (`noise_scale`) above diffusion time `tau2`, none below `tau1`, linear in
+    between; `rescale` brings the noised embedding back to the clean one's mean and standard
+    deviation, mixed in at `psi`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tau1: float = Field(0.6, ge=0.0, le=1.0)
+    tau2: float = Field(0.9, ge=0.0, le=1.0)
+    noise_scale: float = Field(0.25, gt=0.0, le=10.0)
+    psi: float = Field(1.0, ge=0.0, le=1.0)
+    rescale: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CadsConfig:
+        if self.tau1 >= self.tau2:
+            raise ValueError(f"tau1 ({self.tau1}) must be below tau2 ({self.tau2})")
+        return self
+
+
+class DiversityConfig(BaseModel):
+    """Diversity-preserving sampling (`synthset.generators.diversity`): classifier-free
+    guidance only while the noise level σ lies in `guidance_interval` (lo, hi], and CADS.
+    Options left out are not in the settings, so they do not change sample ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guidance_interval: tuple[float, float] | None = Field(None, exclude_if=_unset)
+    cads: CadsConfig | None = Field(None, exclude_if=_unset)
+
+    @field_validator("guidance_interval")
+    @classmethod
+    def _interval(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0.0 <= value[0] < value[1]:
+            raise ValueError(
+                f"[lo, hi] needs 0 ≤ lo < hi (noise levels σ; hi may be .inf), got {list(value)}"
+            )
+        return value
+
+    @property
+    def active(self) -> bool:
+        return self.guidance_interval is not None or self.cads is not None
+
+
 class GeneratorConfig(BaseModel):
     """How images are made: the generator `kind` (default `diffusers`: any diffusers pipeline)
     and its model, scheduler and sampling settings."""
@@ -112,6 +161,7 @@ class GeneratorConfig(BaseModel):
     batch_size: int = Field(8, ge=1, le=1024)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    diversity: DiversityConfig | None = Field(None, exclude_if=_unset)
 
     @field_validator("scheduler")
     @classmethod
@@ -136,6 +186,20 @@ class GeneratorConfig(BaseModel):
         }
         for name, value in filled.items():
             object.__setattr__(self, name, value)
+        return self
+
+    @model_validator(mode="after")
+    def _diversity_has_guidance(self) -> GeneratorConfig:
+        """An empty `diversity` is none at all (same sample ids); an interval needs guidance."""
+        if self.diversity is not None and not self.diversity.active:
+            object.__setattr__(self, "diversity", None)
+        interval = self.diversity and self.diversity.guidance_interval
+        if interval and self.guidance_scale <= 1.0:
+            raise ValueError(
+                f"diversity.guidance_interval limits classifier-free guidance, which "
+                f"guidance_scale {self.guidance_scale} (≤ 1) does not use; raise guidance_scale "
+                "or remove the interval"
+            )
         return self
 
     @model_validator(mode="after")
@@ -295,6 +359,8 @@ class GenerationRequest(BaseModel):
 _MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
     (): Manifest,
     ("generator",): GeneratorConfig,
+    ("generator", "diversity"): DiversityConfig,
+    ("generator", "diversity", "cads"): CadsConfig,
     ("items", "*"): Item,
     ("items", "*", "conditions"): Conditions,
     ("templates", "*"): Template,

@@ -24,6 +24,7 @@ from synthset.devices import resolve_device, resolve_dtype
 from synthset.errors import SynthsetError
 from synthset.generators.base import Generator, register
 from synthset.generators.builtin import require_model, resolve_model
+from synthset.generators.diversity import check_pipeline, diverse_sampling
 from synthset.generators.schedulers import check_options, scheduler_class, swap_scheduler
 from synthset.generators.speed import apply_speed
 from synthset.manifest import (
@@ -194,6 +195,8 @@ class ImageGenerator(Generator):
         self.batch_size = min(config.batch_size, _FITTING_BATCH.get(self._oom_key(), 1 << 30))
         self.height, self.width = self._size()
         self.accepted = set(inspect.signature(self.pipe.__call__).parameters)
+        if config.diversity is not None:
+            check_pipeline(self.pipe)
 
     @classmethod
     def check(cls, config: GeneratorConfig) -> None:
@@ -220,7 +223,7 @@ class ImageGenerator(Generator):
             "guidance": c.guidance_scale,
             "width": self.width,
             "height": self.height,
-        }
+        } | ({"diversity": c.diversity.model_dump_json()} if c.diversity else {})
 
     def _size(self) -> tuple[int, int]:
         default = native_size(self.pipe)
@@ -351,7 +354,8 @@ class ImageGenerator(Generator):
             key = "control_image" if "control_image" in self.accepted else "image"
             kwargs[key] = [p.control for p in batch]
             kwargs["controlnet_conditioning_scale"] = cfg.controlnet_scale
-        with torch.inference_mode():
+        seeds = [p.request.seed for p in batch]
+        with torch.inference_mode(), diverse_sampling(self.pipe, cfg.diversity, seeds):
             return list(self.pipe(**kwargs).images)
 
 
