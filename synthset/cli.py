@@ -393,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     from synthset.privacy.tabular.cli import add_tabular_parser
 
     add_tabular_parser(sub)
+    from synthset.privacy.medical.cli import add_medical_parser
+
+    add_medical_parser(sub)
     return parser
 
 

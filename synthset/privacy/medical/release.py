@@ -71,10 +71,12 @@ class Prepared:
 
 def split(groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and holdout indices with whole groups (patients) on one side; the holdout
-    gets about `fraction` of the images."""
+    gets about `fraction` of the images. Groups are taken in order of their first image, so
+    the split does not depend on how they are named (pseudonyms change with every ingest)."""
     if fraction == 0 or len(groups) < 2:
         return np.arange(len(groups)), np.arange(0)
-    names = np.unique(groups)
+    names, first = np.unique(groups, return_index=True)
+    names = names[np.argsort(first)]
     rng = np.random.default_rng(seed)
     held: list[Any] = []
     target, taken = fraction * len(groups), 0

@@ -227,6 +227,8 @@ class Trainer:
         optimizer = None
         if (self.folder / STATE / "optimizer.pt").is_file():
             optimizer = torch.load(self.folder / STATE / "optimizer.pt", weights_only=True)
+        if not self.config.private and (self.folder / STATE / "rng.pt").is_file():
+            torch.set_rng_state(torch.load(self.folder / STATE / "rng.pt", weights_only=True))
         return model, ema, optimizer
 
     def _save(self, model: torch.nn.Module, ema: torch.nn.Module, optimizer: Any) -> None:
@@ -254,6 +256,7 @@ class Trainer:
             save_file(raw, str(state / "raw.safetensors"))
             if optimizer is not None:
                 torch.save(optimizer.state_dict(), state / "optimizer.pt")
+            torch.save(torch.get_rng_state(), state / "rng.pt")
             document = {
                 "format": FORMAT,
                 "fingerprint": self.key,
