@@ -75,4 +75,4 @@ def test_an_unknown_generator_kind_is_one_line(capsys):
     assert main(["validate", str(path)]) == 2
 
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "generator.kind 'dall-e' is unknown; known: diffusers, or module:Class" in line
+    assert "generator.kind 'dall-e' is unknown; known: diffusers, unet2d, or module:Class" in line
