@@ -101,13 +101,31 @@ def _one_thread():
         os.environ["OMP_NUM_THREADS"] = omp
 
 
+def _synthset(root: Path, *args: str, point: str | None = None) -> subprocess.CompletedProcess:
+    """`synthset ARGS` in a fresh process (killing itself at `point`): a run, its resumption
+    and the reference all start from the same process state, whatever earlier tests did here."""
+    command = [sys.executable, "-c", KILLER, point] if point else [str(BIN / "synthset")]
+    return subprocess.run(
+        [*command, *args],
+        env={**os.environ, "SYNTHSET_DATASETS": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _run_args(path: Path, uri: str) -> list[str]:
+    return ["run", str(path), "--runner", "local", "--tracking-uri", uri, "-q"]
+
+
 @pytest.fixture(scope="module")
 def reference_digest(tiny_model, tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("reference")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     path = write_manifest(folder, _text("killed", tiny_model))
-    result = run_dataset(path, LocalRunner(), datasets_root=folder / "d", tracking_uri=uri)
-    return result.published.digest
+    done = _synthset(folder / "d", *_run_args(path, uri))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return list_versions("killed", uri)[0].digest
 
 
 @pytest.mark.slow
@@ -120,31 +138,21 @@ def test_a_run_killed_at_any_step_is_finished_by_the_next_with_the_same_digest(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = write_manifest(tmp_path, _text("killed", tiny_model))
     root = tmp_path / "datasets"
-    args = ["run", str(path), "--runner", "local", "--tracking-uri", uri, "-q"]
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLER, point, *args],
-        env={**os.environ, "SYNTHSET_DATASETS": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    killed = _synthset(root, *_run_args(path, uri), point=point)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert (root / "killed" / ".staging").is_dir()
 
-    heard = _Heard()
-    result = run_dataset(
-        path, LocalRunner(), datasets_root=root, tracking_uri=uri, observers=[heard]
-    )
+    resumed = _synthset(root, *_run_args(path, uri))
 
-    assert result.published.version == 1
-    assert result.published.digest == reference_digest
-    assert result.published.unchanged == (point == "release")
-    (resume,) = heard.resumes
-    assert resume.killed is not None and resume.killed["pid"] != os.getpid()
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (version,) = list_versions("killed", uri)
+    assert (version.version, version.digest) == (1, reference_digest)
+    assert ("unchanged:" in resumed.stdout) == (point == "release")
+    assert "resuming:" in resumed.stderr and "was killed" in resumed.stderr
     if point in ("publish", "record"):
-        assert resume.pending_version == 1
+        assert "v1 was published but not recorded" in resumed.stderr
     if point == "record":
-        assert len(resume.abandoned_runs) == 1
+        assert "marked FAILED" in resumed.stderr
     _no_leftovers(root, "killed", uri)
 
 
