@@ -7,8 +7,11 @@ The model is a folder as `DDPMPipeline.save_pretrained` writes it (`model_index.
 listing what each class index means, and each request names its class in
 `metadata.label` (a value of that list, or its index). Every image has its own seeded
 `torch.Generator` for its starting noise and each sampler step, so an image does not depend
-on the batch it was made in. Images are one-channel (mode "L") or RGB as the UNet's
-channels say. Models trained by `synthset.privacy.medical.train` are such folders.
+on the batch it was made in. A UNet with one class embedding more than `classes.json` names
+has a null class (trained with label dropout): `generator.guidance_scale`, when given, is
+then the classifier-free guidance scale (none otherwise). Images are one-channel (mode "L")
+or RGB as the UNet's channels say. Models trained by `synthset.privacy.medical.train` are
+such folders.
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ class UNetGenerator(Generator):
         self.conditional = embeds is not None
         if self.conditional and len(self.classes) > embeds:
             raise SynthsetError(f"{CLASSES} names more classes than the UNet has embeddings")
+        self.null = (
+            len(self.classes) if self.conditional and embeds == len(self.classes) + 1 else None
+        )
+        explicit = "guidance_scale" in config.model_fields_set
+        self.guidance = float(config.guidance_scale) if explicit and self.null is not None else 1.0
 
     @classmethod
     def check(cls, config: GeneratorConfig) -> None:
@@ -95,6 +103,7 @@ class UNetGenerator(Generator):
             "model": model_label(self.config.model),
             "scheduler": self.scheduler_name,
             "steps": self.config.steps,
+            "guidance": self.guidance,
             "width": self.size,
             "height": self.size,
         }
@@ -145,10 +154,25 @@ class UNetGenerator(Generator):
             y = torch.tensor([int(v) for v in labels], device=self.device)
         with torch.inference_mode():
             for t in scheduler.timesteps:
-                model_input = scheduler.scale_model_input(x, t)
-                out = self.unet(model_input, t, class_labels=y).sample
-                x = scheduler.step(out, t, x, generator=generators).prev_sample
+                x = scheduler.step(self._predict(x, t, y, scheduler), t, x, generator=generators)
+                x = x.prev_sample
         return ((x.clamp(-1, 1) + 1) / 2).float().cpu().numpy()
+
+    def _predict(self, x: Any, t: Any, y: Any, scheduler: Any) -> Any:
+        """The UNet's noise prediction; with guidance, classifier-free: the unconditional
+        prediction (the null class) moved `guidance` times towards the conditional one."""
+        import torch
+
+        model_input = scheduler.scale_model_input(x, t)
+        if y is None or self.guidance == 1.0:
+            return self.unet(model_input, t, class_labels=y).sample
+        both = self.unet(
+            torch.cat([model_input, model_input]),
+            t,
+            class_labels=torch.cat([y, torch.full_like(y, self.null)]),
+        ).sample
+        conditional, unconditional = both.chunk(2)
+        return unconditional + self.guidance * (conditional - unconditional)
 
     def _options(self) -> dict[str, Any]:
         options = dict(self.config.scheduler_options)

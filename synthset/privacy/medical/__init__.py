@@ -7,6 +7,12 @@ annotations refused). `memorization` is the gate that rejects synthetic images t
 training image. `phantoms` makes demo and test data: randomized phantoms with and without a
 lesion, written as DICOMs with fake PHI in every attribute of the profile.
 
+The release: `config` (the YAML), `train` (a class-conditional `UNet2DModel` DDPM, plain or
+Opacus DP-SGD in one privacy ledger, optional public pretraining, resumable checkpoints),
+`generate` (through the `unet2d` generator kind), `utility` (TSTR vs TRTR), `report`,
+`publish` and `release` (the steps; `synthset.flows.medical` wires them into a Prefect flow,
+`cli` into `synthset medical`).
+
 The modality builds on the shared privacy pieces (`synthset.privacy.gate`, `dp`, `report`,
 `publish`, `release`), never on another modality. pydicom, scikit-image and dicom-anonymizer
 come with the `medical` extra.

@@ -25,12 +25,14 @@ size: {size}
 holdout: 0.25
 train:
   epochs: 40
-  channels: [16, 32, 32]
+  channels: [16, 32, 64]
   threads: 1
   # epsilon: 10          # DP-SGD to (epsilon, delta) per image
   # delta: 1.0e-5
-  # pretrain: {{source: digits, epochs: 5}}
-generate: {{count: 200, scheduler: ddim, steps: 50}}
+  # pretrain: {{source: phantoms, epochs: 8}}   # public data first, then under DP
+  # finetune: class                           # train the class embedding only
+  # draws: 4
+generate: {{count: 200, scheduler: ddim, steps: 50, guidance: 2}}
 gate: {{ratio_threshold: 0.5, ssim_threshold: 0.95, max_rejected_share: 0.05}}
 """
 

@@ -8,11 +8,13 @@ size: 32                       # images are resized to size × size, one channel
 holdout: 0.25                  # real images kept out of training, for TSTR vs TRTR
 train:
   epochs: 40
-  channels: [16, 32, 32]       # UNet2DModel block_out_channels (GroupNorm, no BatchNorm)
+  channels: [16, 32, 64]       # UNet2DModel block_out_channels (GroupNorm, no BatchNorm)
   epsilon: 10                  # DP-SGD (Opacus) to (epsilon, delta); leave out for no DP
   delta: 1.0e-5
-  pretrain: {source: digits, epochs: 10}   # public data first (Ghalebikesabi et al. 2023)
-generate: {count: 200, scheduler: ddim, steps: 50}
+  pretrain: {source: phantoms, epochs: 8}  # public data first (Ghalebikesabi et al. 2023)
+  finetune: class              # then DP-SGD trains the class embedding only
+  draws: 4                     # noise multiplicity (DPDM)
+generate: {count: 200, scheduler: ddim, steps: 50, guidance: 2}
 gate: {ratio_threshold: 0.5, ssim_threshold: 0.95, max_rejected_share: 0.05}
 ```
 """
@@ -50,21 +52,39 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    channels: list[int] = Field(default=[16, 32, 32], min_length=1, max_length=6)
+    channels: list[int] = Field(default=[16, 32, 64], min_length=1, max_length=6)
     layers_per_block: int = Field(default=1, ge=1, le=4)
     norm_groups: int = Field(default=8, ge=1)
     timesteps: int = Field(default=1000, ge=10, le=4000)
+    prediction: Literal["epsilon", "v_prediction", "sample"] = "v_prediction"
+    min_snr: float | None = Field(
+        default=5.0, gt=0, description="Min-SNR-γ loss weighting (None: plain MSE)"
+    )
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
     epochs: int = Field(default=40, ge=1, le=100_000)
     batch_size: int = Field(default=32, ge=1, le=65_536)
     lr: float = Field(default=2e-3, gt=0, le=1)
     ema: float | None = Field(default=0.995, ge=0, lt=1)
+    label_dropout: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="share of training images seen without their label (the null class), "
+        "for classifier-free guidance",
+    )
     draws: int = Field(
         default=1,
         ge=1,
         le=64,
-        description="(t, noise) draws per image and step (under DP: "
-        "averaged before clipping, so more signal per clipped gradient)",
+        description="under DP: (t, noise) draws per image and step whose gradients are "
+        "averaged before clipping (DPDM's noise multiplicity); costs that many times the compute",
+    )
+    finetune: Literal["all", "conditioning", "class"] = Field(
+        default="all",
+        description="weights trained on the private images: all; the conditioning layers "
+        "(class and time embeddings, each block's projection of them); or the class "
+        "embedding alone. The rest stays as public pretraining left it: far fewer weights "
+        "for DP-SGD's noise",
     )
     epsilon: float | None = Field(default=None, gt=0)
     delta: float | None = Field(default=None, gt=0, lt=1)
@@ -81,6 +101,8 @@ class TrainConfig(BaseModel):
     def _budget(self) -> TrainConfig:
         if self.delta is not None and self.epsilon is None:
             raise ValueError("delta is given without epsilon")
+        if self.finetune != "all" and self.pretrain.source == "none":
+            raise ValueError(f"finetune: {self.finetune} needs public pretraining (pretrain)")
         groups = self.norm_groups
         if any(c % groups for c in self.channels):
             raise ValueError(f"every channel count must be a multiple of norm_groups ({groups})")
@@ -99,6 +121,12 @@ class GenerateConfig(BaseModel):
     count: int = Field(default=200, ge=1, le=1_000_000)
     scheduler: Literal["ddpm", "ddim", "dpmpp"] = "ddim"
     steps: int = Field(default=50, ge=1, le=4000)
+    guidance: float = Field(
+        default=2.0,
+        ge=0,
+        le=20,
+        description="classifier-free guidance scale (1: none; needs label_dropout in training)",
+    )
     batch_size: int = Field(default=64, ge=1, le=4096)
     seed: int = 0
 

@@ -71,7 +71,7 @@ def requests_for(model: TrainedModel, config: GenerateConfig) -> list[Generation
     for i in range(config.count):
         seed = int.from_bytes(hashlib.sha256(f"{config.seed}:{i}".encode()).digest()[:4]) >> 1
         label = model.classes[int(labels[i])] if labels is not None else None
-        key = f"{digest}:{config.scheduler}:{config.steps}:{seed}:{label}"
+        key = f"{digest}:{config.scheduler}:{config.steps}:{config.guidance}:{seed}:{label}"
         out.append(
             GenerationRequest(
                 sample_id=hashlib.sha256(key.encode()).hexdigest()[:16],
@@ -92,6 +92,7 @@ def generator_config(model: TrainedModel, config: GenerateConfig, device: str) -
         model=str(model.folder),
         scheduler=config.scheduler,
         steps=config.steps,
+        guidance_scale=config.guidance,
         batch_size=config.batch_size,
         device=device,
     )

@@ -123,6 +123,7 @@ def _training_rows(model: TrainedModel) -> list[dict[str, Any]]:
         "epochs": h.get("epochs"),
         "optimizer steps": h.get("steps"),
         "parameters": h.get("parameters"),
+        "trained on the private images": h.get("trainable_parameters"),
         "final loss": h.get("final_loss"),
         "seconds (training)": h.get("seconds_train"),
         "seconds (public pretraining)": h.get("seconds_pretrain"),

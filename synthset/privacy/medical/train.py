@@ -40,6 +40,8 @@ from synthset.privacy.errors import missing_extra
 from synthset.privacy.medical.config import PretrainConfig, TrainConfig
 
 CLASSES = "classes.json"
+CONDITIONING = ("class_embedding", "time_embedding")
+_PROJ = "time_emb_proj"
 STATE = "training"
 FORMAT = "synthset-medical-ddpm/1"
 PUBLIC_SETS = {
@@ -84,7 +86,7 @@ def noise_scheduler(config: TrainConfig) -> Any:
         num_train_timesteps=config.timesteps,
         beta_schedule=config.beta_schedule,
         clip_sample=True,
-        prediction_type="epsilon",
+        prediction_type=config.prediction,
     )
 
 
@@ -116,6 +118,15 @@ def fingerprint(images: np.ndarray, labels: np.ndarray | None, config: TrainConf
     settings = config.model_dump(mode="json", exclude={"threads", "checkpoint_every"})
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def _trains(finetune: str, name: str) -> bool:
+    """Whether weight `name` is trained on the private images under `finetune`."""
+    if finetune == "all":
+        return True
+    if finetune == "class":
+        return name.startswith("class_embedding")
+    return name.startswith(CONDITIONING) or _PROJ in name
 
 
 class _EMA:
@@ -200,6 +211,7 @@ class Trainer:
         self.shares: list[float] = []
         self.public: str | None = None
         self.parameters = 0
+        self.trainable = 0
 
     # --- state -------------------------------------------------------------------------
 
@@ -318,8 +330,9 @@ class Trainer:
             ledger.add(
                 Mechanism(
                     "dp-sgd",
-                    "the UNet's weights: every training image (Poisson sampling, per-image "
-                    f"gradients clipped to L2 norm {self.config.max_grad_norm})",
+                    f"the UNet's weights ({self._which()}): every training image (Poisson "
+                    "sampling, per-image gradients clipped to L2 norm "
+                    f"{self.config.max_grad_norm})",
                     self.progress.sigma,
                     self.progress.sample_rate,
                     self.progress.steps,
@@ -327,11 +340,48 @@ class Trainer:
             )
         return ledger
 
-    def _loss(self, model: torch.nn.Module, scheduler: Any, x: torch.Tensor, y: Any) -> Any:
+    def _which(self) -> str:
+        return {
+            "all": "all of them",
+            "conditioning": "the conditioning layers trained, the rest frozen after public "
+            "pretraining",
+            "class": "the class embedding trained, the rest frozen after public pretraining",
+        }[self.config.finetune]
+
+    def _loss(
+        self, model: torch.nn.Module, scheduler: Any, x: torch.Tensor, y: Any, drop: bool = True
+    ) -> Any:
+        """The MSE of the UNet's prediction (noise, velocity or image, as `prediction` says)
+        at random timesteps; with labels, each is replaced by the null
+        class with probability `label_dropout` (so the model also learns the unconditional
+        score that classifier-free guidance needs)."""
         noise = torch.randn_like(x)
         t = torch.randint(0, self.config.timesteps, (x.shape[0],))
+        if y is not None and drop and self.config.label_dropout > 0:
+            null = torch.rand(y.shape[0]) < self.config.label_dropout
+            y = torch.where(null, torch.full_like(y, len(self.classes)), y)
         out = model(scheduler.add_noise(x, noise, t), t, class_labels=y).sample
-        return ((out - noise) ** 2).mean()
+        if self.config.prediction == "v_prediction":
+            target = scheduler.get_velocity(x, noise, t)
+        else:
+            target = noise if self.config.prediction == "epsilon" else x
+        error = ((out - target) ** 2).mean(dim=(1, 2, 3))
+        if self.config.min_snr is not None:
+            error = error * self._snr_weight(scheduler, t)
+        return error.mean()
+
+    def _snr_weight(self, scheduler: Any, t: torch.Tensor) -> torch.Tensor:
+        """Min-SNR-γ loss weights (Hang et al. 2023): min(SNR, γ) over what the prediction's
+        loss already weighs by (SNR for noise, SNR + 1 for velocity, 1 for the image), so no
+        timestep dominates and training converges in fewer steps."""
+        alpha = scheduler.alphas_cumprod[t]
+        snr = alpha / (1 - alpha)
+        clipped = snr.clamp(max=self.config.min_snr)
+        if self.config.prediction == "epsilon":
+            return clipped / snr
+        if self.config.prediction == "v_prediction":
+            return clipped / (snr + 1)
+        return clipped
 
     def _tensors(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = torch.from_numpy(np.ascontiguousarray(self.images, dtype=np.float32))[:, None] * 2 - 1
@@ -340,7 +390,8 @@ class Trainer:
 
     def _pretrain(self, model: torch.nn.Module, ema: _EMA) -> None:
         """Plain AdamW on the public images (no label: the null class), before any private
-        image is read."""
+        image is read; then every class starts from the null class's embedding, so that
+        fine-tuning begins at the pretrained model and learns how each class differs."""
         cfg = self.config.pretrain
         t0 = time.perf_counter()
         images, self.public = public_images(cfg, self.size)
@@ -355,12 +406,17 @@ class Trainer:
             order = torch.randperm(len(x))
             for start in range(0, len(x) - batch + 1, batch):
                 index = order[start : start + batch]
-                loss = self._loss(model, scheduler, x[index], y[index] if y is not None else None)
+                labels = y[index] if y is not None else None
+                loss = self._loss(model, scheduler, x[index], labels, drop=False)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 ema.update(model)
             self.log(f"pretraining on public data: epoch {epoch + 1}/{cfg.epochs}")
+        if self._conditional:
+            with torch.no_grad():
+                table = model.class_embedding.weight
+                table[: len(self.classes)] = table[len(self.classes)]
         ema.module.load_state_dict(model.state_dict())
         self.progress.pretrained = True
         self.progress.seconds_pretrain = time.perf_counter() - t0
@@ -414,10 +470,18 @@ class Trainer:
             "noise_multiplier": p.sigma,
             "sample_rate": p.sample_rate,
             "parameters": self.parameters,
+            "trainable_parameters": self.trainable or self.parameters,
         }
 
     def _optimizer(self, model: torch.nn.Module, state: dict | None) -> torch.optim.Optimizer:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.config.lr, weight_decay=0)
+        """AdamW over the weights `finetune` trains (all; the conditioning layers: class and
+        time embeddings and each block's projection of them; or the class embedding alone),
+        the rest frozen."""
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(_trains(self.config.finetune, name))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.trainable = sum(p.numel() for p in trainable)
+        optimizer = torch.optim.AdamW(trainable, lr=self.config.lr, weight_decay=0)
         if state is not None:
             optimizer.load_state_dict(state)
         return optimizer
@@ -457,7 +521,8 @@ class Trainer:
 
     def _train_private(self, model: torch.nn.Module, ema: _EMA, state: dict | None) -> None:
         """Opacus DP-SGD: Poisson batches of expected size `batch_size`, per-image gradients
-        clipped to `max_grad_norm`, Gaussian noise of the searched multiplier."""
+        clipped to `max_grad_norm`, Gaussian noise of the searched multiplier; with `draws`,
+        each image's gradient averaged over that many (t, noise) draws before clipping."""
         try:
             from opacus import PrivacyEngine
             from opacus.validators import ModuleValidator
@@ -503,14 +568,31 @@ class Trainer:
                     if tensors[0].shape[0] == 0:
                         optimizer.step()
                         continue
-                    labels = tensors[1] if y is not None else None
-                    loss = self._loss(private, scheduler, tensors[0], labels)
+                    images, labels = tensors[0], tensors[1] if y is not None else None
+                    k = cfg.draws
+                    if k > 1:
+                        images = images.repeat_interleave(k, dim=0)
+                        labels = labels.repeat_interleave(k, dim=0) if labels is not None else None
+                    loss = self._loss(private, scheduler, images, labels)
                     loss.backward()
+                    if k > 1:
+                        _average_draws(private._module, k)
                     optimizer.step()
                     ema.update(private._module)
                     losses.append(float(loss.detach()))
             p.seconds += time.perf_counter() - t0
             self._epoch_done(private._module, ema, optimizer.original_optimizer, losses)
+
+
+def _average_draws(module: torch.nn.Module, draws: int) -> None:
+    """Noise multiplicity (Dockhorn et al. 2022, DPDM): each image was in the batch `draws`
+    times with its own (t, noise); average its per-sample gradients into one before Opacus
+    clips, so an image still contributes one gradient of norm ≤ C (same sensitivity) whose
+    diffusion-loss noise is `draws` times smaller in variance."""
+    for parameter in module.parameters():
+        grads = getattr(parameter, "grad_sample", None)
+        if parameter.requires_grad and isinstance(grads, torch.Tensor):
+            parameter.grad_sample = grads.view(-1, draws, *grads.shape[1:]).mean(dim=1)
 
 
 def train(

@@ -28,12 +28,17 @@ def test_every_reproduced_training_image_is_rejected(tmp_path):
         lr=5e-3,
         ema=0.99,
         timesteps=100,
+        prediction="epsilon",
+        min_snr=None,
+        label_dropout=0.0,
         epochs=2000,
         checkpoint_every=10_000,
         threads=1,
     )
     model = train(images, np.arange(8), list(range(8)), config, tmp_path / "memorized")
-    synthetic = generate(model, GenerateConfig(count=32, scheduler="ddim", steps=50), "cpu")
+    synthetic = generate(
+        model, GenerateConfig(count=32, scheduler="ddim", steps=50, guidance=1.0), "cpu"
+    )
     rmse = np.sqrt(((synthetic.images[:, None] - images[None]) ** 2).mean(axis=(2, 3)))
     copies = np.flatnonzero(rmse.min(axis=1) <= COPY_RMSE)
     assert len(copies) >= 8, f"the model reproduced only {len(copies)} of 32 samples"

@@ -88,7 +88,7 @@ def test_a_checkpoint_of_other_images_is_not_resumed(data, tmp_path):
 
 def test_dp_training_reports_epsilon_within_target_and_resumes(data, tmp_path):
     images, labels = data
-    config = TrainConfig(**TINY, epochs=2, epsilon=10.0, delta=1e-5, checkpoint_every=1)
+    config = TrainConfig(**TINY, epochs=2, epsilon=10.0, delta=1e-5, checkpoint_every=1, draws=2)
     with pytest.raises(Stop):
         train(images, labels, [0, 1], config, tmp_path / "dp", _stop_at("epoch 2/2"))
     model = train(images, labels, [0, 1], config, tmp_path / "dp")
@@ -137,3 +137,45 @@ def test_unet2d_generator_makes_the_same_image_in_any_batch(data, tmp_path, sche
     generator = generator_for(generator_config(model, gen, "cpu"))
     assert generator.kind == "unet2d" and generator.settings()["model"] == "g"
     assert together.pngs[0].mode == "L" and together.pngs[0].size == (16, 16)
+
+
+def test_a_manifest_can_name_a_trained_checkpoint_as_unet2d(data, tmp_path):
+    import pandas as pd
+
+    from tests.conftest import generate_and_publish
+
+    images, labels = data
+    model = train(images, labels, [0, 1], TrainConfig(**TINY, epochs=1), tmp_path / "ckpt")
+    _, _, published = generate_and_publish(
+        f"""
+dataset: lesions
+generator: {{kind: unet2d, model: {model.folder}, scheduler: ddim, steps: 3}}
+items:
+  - {{prompt: lesion, count: 3, seed: 1, metadata: {{label: 1}}}}
+  - {{prompt: no lesion, count: 2, seed: 2, metadata: {{label: 0}}}}
+"""
+    )
+    rows = pd.read_parquet(published.path / "metadata.parquet")
+    assert sorted(rows["label"].tolist()) == [0, 0, 1, 1, 1]
+    assert (rows["generator"] == "unet2d").all() and (rows["model"] == "ckpt").all()
+
+
+def test_noise_multiplicity_gives_one_gradient_per_image():
+    from opacus import GradSampleModule
+
+    from synthset.privacy.medical.train import _average_draws
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 1)
+    module = GradSampleModule(torch.nn.Sequential(layer))
+    x = torch.randn(2, 3)
+    draws = torch.randn(4, 3)  # two draws for each of two images
+    inputs = x.repeat_interleave(2, dim=0) + draws
+    module(inputs).pow(2).mean().backward()
+    _average_draws(module._module, 2)
+    grads = layer.weight.grad_sample
+    assert grads.shape == (2, 1, 3)
+    for image in range(2):
+        rows = inputs[2 * image : 2 * image + 2]
+        expected = (2 * (rows @ layer.weight.T + layer.bias) * rows).mean(dim=0)
+        assert torch.allclose(grads[image, 0], expected.detach(), atol=1e-5)
