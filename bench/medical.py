@@ -9,7 +9,7 @@ gate against the training images (`check_with_config`, default thresholds) and t
 GroupNorm CNN on the released images (TSTR) and on the real training images (TRTR), both
 tested on the holdout. Settings run as parallel processes (`--jobs`), one thread each.
 
-    python bench/medical.py                  # the closing-note table, ~10–15 min on 2 cores
+    python bench/medical.py                  # the closing-note table, ~11–14 min on 2 cores
     python bench/medical.py --quick          # a smoke run in about a minute
 """
 
@@ -44,7 +44,7 @@ SETTINGS = {
     },
 }
 """Each setting's training overrides and the guidance scales it is sampled at. Under DP the
-private set is too small for the whole UNet at ε = 10 (noise on ~480k weights); after
+private set is too small for the whole UNet at ε = 10 (noise on 463k weights); after
 pretraining on public phantoms only the class embedding is fine-tuned, with 4 (t, noise)
 draws per image (DPDM's noise multiplicity)."""
 QUICK = {"epochs": 1, "pretrain_epochs": 1, "train": 64, "holdout": 64, "count": 32, "steps": 5}

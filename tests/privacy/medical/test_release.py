@@ -277,3 +277,27 @@ def test_cli_validate_and_demo(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "nowhere" in err
     frame = pd.read_csv(tmp_path / "demo" / "scans" / "labels.csv")
     assert len(frame) == 12
+
+
+def test_cli_run_publishes_and_a_blocked_run_exits_3(tmp_path, tracking_uri, capsys):
+    assert main(["medical", "demo", str(tmp_path / "d"), "--count", "12", "--size", "16"]) == 0
+    config = str(tmp_path / "d" / "release.yaml")
+    common = ["--no-prefect", "--tracking-uri", tracking_uri, "--datasets-root", str(tmp_path)]
+    fast = ["--epochs", "1", "--count", "8", "--threads", "1"]
+    assert main(["medical", "run", config, "--name", "med-cli", *fast, *common]) == 0
+    out = capsys.readouterr().out
+    assert "version:     v1  (8 images)" in out and "of 8 rejected as near-copies" in out
+    blocked = tmp_path / "blocked.yaml"
+    blocked.write_text(
+        (tmp_path / "d" / "release.yaml")
+        .read_text()
+        .replace("data: scans", "data: d/scans")
+        .replace("labels: scans/", "labels: d/scans/")
+        + "utility: {epochs: 1}\n"
+    )
+    text = blocked.read_text().replace(
+        "max_rejected_share: 0.05}", "max_rejected_share: 0.05, min_released: 99}"
+    )
+    blocked.write_text(text)
+    assert main(["medical", "run", str(blocked), "--name", "med-cli-b", *fast, *common]) == 3
+    assert "release blocked" in capsys.readouterr().err
