@@ -179,3 +179,25 @@ def test_noise_multiplicity_gives_one_gradient_per_image():
         rows = inputs[2 * image : 2 * image + 2]
         expected = (2 * (rows @ layer.weight.T + layer.bias) * rows).mean(dim=0)
         assert torch.allclose(grads[image, 0], expected.detach(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bench_quick_run_prints_its_table(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[3] / "bench" / "medical.py"
+    out = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--only", "no DP", "--jobs", "1"]
+        + ["--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "TSTR acc" in done.stdout
+    (row,) = json.loads(out.read_text())
+    assert row["setting"] == "no DP" and 0 <= row["gate_pass_rate"] <= 1
+    assert row["seconds_train"] > 0 and row["trtr_accuracy"] > 0
