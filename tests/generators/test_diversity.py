@@ -178,3 +178,52 @@ def test_settings_name_the_options_when_set(tiny_model):
     assert "diversity" not in ImageGenerator(config(tiny_model)).settings()
     settings = ImageGenerator(config(tiny_model, {"guidance_interval": [0.5, 3.0]})).settings()
     assert settings["diversity"] == '{"guidance_interval":[0.5,3.0]}'
+
+
+@pytest.fixture(scope="module")
+def conditioned(tiny_model, tmp_path_factory):
+    """A condition image, a mask and a ControlNet (zero convolutions made non-zero)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("diversity-conditions")
+    Image.new("RGB", (32, 32), (220, 30, 30)).save(folder / "red.png")
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    mask.save(folder / "mask.png")
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_pretrained(tiny_model, subfolder="unet")
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+    for block in (net.controlnet_down_blocks, net.controlnet_mid_block):
+        for weight in block.parameters():
+            torch.nn.init.normal_(weight, std=0.5)
+    net.save_pretrained(folder / "controlnet")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["img2img", "inpaint", "controlnet"])
+def test_img2img_inpainting_and_controlnet_take_both_options(tiny_model, conditioned, kind):
+    both = {"guidance_interval": [0.5, 3.0], **CADS}
+    red, mask = str(conditioned / "red.png"), str(conditioned / "mask.png")
+    settings: dict = {"steps": 4, "strength": 0.9}
+    fields: dict = {"image": red}
+    if kind == "inpaint":
+        settings["pipeline"] = "inpaint"
+        fields["mask"] = mask
+    elif kind == "img2img":
+        settings["pipeline"] = "img2img"
+    else:
+        settings = {"steps": 4, "controlnet": str(conditioned / "controlnet")}
+        fields = {"control": red}
+
+    def made(diversity, seeds, batch_size):
+        generator = ImageGenerator(config(tiny_model, diversity, batch_size=batch_size, **settings))
+        batch = [r.model_copy(update=fields) for r in requests(seeds)]
+        results = generator.generate(batch)
+        assert all(r.error is None for r in results), results[0].error
+        return np.stack([np.asarray(r.image.convert("RGB"), dtype=np.int16) for r in results])
+
+    batched = made(both, [40, 41, 42], 3)
+    assert close(batched[1], made(both, [41], 1)[0])
+    assert not close(batched, made(None, [40, 41, 42], 3))
