@@ -9,7 +9,6 @@ worker's working directory.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from prefect.runtime import flow_run
 
 from synthset.curation.curate import Curation
 from synthset.errors import SynthsetError
+from synthset.flows.artifacts import artifact_key
 from synthset.manifest import Manifest, load_manifest, parse_manifest
 from synthset.pipeline import Resume, RunObserver, RunResult, run_dataset
 from synthset.plan import Plan
@@ -38,10 +38,6 @@ OBSERVERS: list[RunObserver] = []
 
 INLINE = "<inline manifest>"
 """How errors name a manifest given as a flow parameter."""
-
-
-def _artifact_key(name: str, suffix: str) -> str:
-    return re.sub(r"[^a-z0-9-]", "-", f"{name}-{suffix}".lower())
 
 
 class FlowArtifacts(RunObserver):
@@ -61,7 +57,7 @@ class FlowArtifacts(RunObserver):
         _tag_flow_run(f"dataset:{self.name}")
         self.progress_id = create_progress_artifact(
             0.0,
-            key=_artifact_key(self.name, "progress"),
+            key=artifact_key(self.name, "progress"),
             description=f"{self.name}: {n} images in {len(plan.shards)} shards",
         )
         self.logger.info("plan %s: %d images in %d shards", plan.digest, n, len(plan.shards))
@@ -112,7 +108,7 @@ class FlowArtifacts(RunObserver):
             )
         create_table_artifact(
             _shard_table(result),
-            key=_artifact_key(name, "shards"),
+            key=artifact_key(name, "shards"),
             description=f"{name} v{p.version}: {p.images} images, digest {p.digest}",
         )
         if result.curation is not None:
@@ -125,13 +121,13 @@ class FlowArtifacts(RunObserver):
             (unchanged if p.unchanged else "")
             + _run_header(result, self.tracking_uri)
             + f"\n\n{card}",
-            key=_artifact_key(name, "card"),
+            key=artifact_key(name, "card"),
             description=f"{name} v{p.version}: the dataset card",
         )
         if quality := headline_markdown(p.path, result.mlflow_run_id, self.tracking_uri):
             create_markdown_artifact(
                 quality,
-                key=_artifact_key(name, "quality"),
+                key=artifact_key(name, "quality"),
                 description=f"{name} v{p.version}: quality report headline",
             )
         self.logger.info("published %s v%d (%d images) at %s", name, p.version, p.images, p.path)
@@ -173,13 +169,13 @@ def _curation_artifacts(name: str, version: int, curation: Curation) -> None:
     create_table_artifact(
         [{"reason": "kept", "images": int(curation.kept.sum())}]
         + [{"reason": k, "images": v} for k, v in reasons.items()],
-        key=_artifact_key(name, "rejections"),
+        key=artifact_key(name, "rejections"),
         description=f"{name} v{version}: kept and rejected images per reason",
     )
     items = curation.items.round(3).astype(object)
     create_table_artifact(
         items.where(items.notna(), None).to_dict(orient="records"),
-        key=_artifact_key(name, "items"),
+        key=artifact_key(name, "items"),
         description=f"{name} v{version}: per item wanted, attempted, kept, shortfall, diversity",
     )
 

@@ -10,23 +10,17 @@ release publishes nothing and fails the flow run with the gate's reasons.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from synthset.privacy.errors import ReleaseBlocked
+from synthset.flows.artifacts import post_release, refuse_blocked, release_result
 from synthset.privacy.medical import release as steps
 from synthset.privacy.medical.config import MedicalConfig, load_config, parse_config
 from synthset.privacy.release import Outcome, report_folder
-
-
-def _key(name: str, suffix: str) -> str:
-    return re.sub(r"[^a-z0-9-]", "-", f"{name}-{suffix}".lower())
 
 
 @task(name="ingest-images", cache_policy=NO_CACHE)
@@ -177,42 +171,29 @@ def release_synthetic_images(
     )
     metrics = steps.metrics_of(model, synthetic, memo, utility)
     privacy = model.privacy()
-    create_markdown_artifact(
-        _summary(cfg, gate, metrics, privacy, model.public),
-        key=_key(cfg.dataset, "release"),
-        description=f"{cfg.dataset}: memorization gate, utility and release decision",
+    post_release(
+        cfg.dataset,
+        (
+            _summary(cfg, gate, metrics, privacy, model.public),
+            "release",
+            f"{cfg.dataset}: memorization gate, utility and release decision",
+        ),
+        gate,
+        report,
+        "audit report (HTML, private)",
     )
-    create_table_artifact(
-        gate.checks, key=_key(cfg.dataset, "gate"), description=f"{cfg.dataset}: gate checks"
+    refuse_blocked(
+        cfg.dataset,
+        gate,
+        lambda: steps.block_release(cfg, model, gate, metrics, report, tracking_uri),
+        report,
+        logger,
     )
-    create_link_artifact(
-        report.resolve().as_uri(),
-        link_text="audit report (HTML, private)",
-        key=_key(cfg.dataset, "report"),
-        description=f"{cfg.dataset}: self-contained audit report",
-    )
-    if not gate.passed:
-        outcome = steps.block_release(cfg, model, gate, metrics, report, tracking_uri)
-        for reason in outcome.reasons:
-            logger.error("gate failed: %s", reason)
-        raise ReleaseBlocked(cfg.dataset, outcome.reasons, str(report.parent))
     outcome = publish_task(
         cfg, model, synthetic, memo, gate, metrics, report, datasets_root, tracking_uri
     )
     logger.info("published %s v%d (%d images)", outcome.name, outcome.version, outcome.rows)
-    return {
-        "name": outcome.name,
-        "version": outcome.version,
-        "path": str(outcome.path),
-        "digest": outcome.digest,
-        "images": outcome.rows,
-        "report": str(report),
-        "metrics": outcome.metrics,
-        "privacy": outcome.privacy,
-        "public_pretraining": model.public,
-        "mlflow_run_id": outcome.mlflow_run_id,
-        "flow_run_id": str(flow_run.get_id()),
-    }
+    return release_result(outcome, report, "images", public_pretraining=model.public)
 
 
 def release_from_file(path: str, **kwargs: Any) -> dict[str, Any]:

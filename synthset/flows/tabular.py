@@ -8,25 +8,19 @@ A blocked release publishes nothing and fails the flow run with the gate's reaso
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from synthset.privacy.errors import ReleaseBlocked
+from synthset.flows.artifacts import post_release, refuse_blocked, release_result
 from synthset.privacy.gate import GateResult
 from synthset.privacy.release import Outcome, report_folder
 from synthset.privacy.tabular import release as steps
 from synthset.privacy.tabular.config import TabularConfig, load_config, parse_config
 from synthset.privacy.tabular.gate import evaluate
-
-
-def _key(name: str, suffix: str) -> str:
-    return re.sub(r"[^a-z0-9-]", "-", f"{name}-{suffix}".lower())
 
 
 @task(name="load-table", cache_policy=NO_CACHE)
@@ -118,25 +112,24 @@ def release_synthetic_table(
         cfg, prepared, synthetic, result, gate, privacy, report_folder(cfg.dataset, datasets_root)
     )
     metrics = steps.metrics_of(result, privacy, synthesizer.history)
-    create_markdown_artifact(
-        _summary(cfg, gate, metrics, privacy, report),
-        key=_key(cfg.dataset, "audit"),
-        description=f"{cfg.dataset}: audit and release gate",
+    post_release(
+        cfg.dataset,
+        (
+            _summary(cfg, gate, metrics, privacy, report),
+            "audit",
+            f"{cfg.dataset}: audit and release gate",
+        ),
+        gate,
+        report,
+        "audit report (HTML)",
     )
-    create_table_artifact(
-        gate.checks, key=_key(cfg.dataset, "gate"), description=f"{cfg.dataset}: gate checks"
+    refuse_blocked(
+        cfg.dataset,
+        gate,
+        lambda: steps.block_release(cfg, gate, privacy, metrics, report, tracking_uri),
+        report,
+        logger,
     )
-    create_link_artifact(
-        report.resolve().as_uri(),
-        link_text="audit report (HTML)",
-        key=_key(cfg.dataset, "report"),
-        description=f"{cfg.dataset}: self-contained audit report",
-    )
-    if not gate.passed:
-        outcome = steps.block_release(cfg, gate, privacy, metrics, report, tracking_uri)
-        for reason in outcome.reasons:
-            logger.error("gate failed: %s", reason)
-        raise ReleaseBlocked(cfg.dataset, outcome.reasons, str(report.parent))
     outcome = publish_task(
         cfg, prepared, synthetic, gate, privacy, metrics, report, datasets_root, tracking_uri
     )
@@ -147,18 +140,7 @@ def release_synthetic_table(
         outcome.rows,
         outcome.path,
     )
-    return {
-        "name": outcome.name,
-        "version": outcome.version,
-        "path": str(outcome.path),
-        "digest": outcome.digest,
-        "rows": outcome.rows,
-        "report": str(report),
-        "metrics": outcome.metrics,
-        "privacy": outcome.privacy,
-        "mlflow_run_id": outcome.mlflow_run_id,
-        "flow_run_id": str(flow_run.get_id()),
-    }
+    return release_result(outcome, report, "rows")
 
 
 @task(name="publish-table", cache_policy=NO_CACHE)
