@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from synthset.errors import InputError
-from synthset.privacy.errors import ReleaseBlocked
+from synthset.privacy.command import run_release
 
-EXIT_BLOCKED = 3
 DEMO_CONFIG = """\
 dataset: {name}
 data: {folder}
@@ -111,12 +110,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     prepare(config)
     require_reachable(args.tracking_uri)
-    try:
+
+    def run() -> dict[str, Any]:
         if args.no_prefect:
             from synthset.privacy.medical.release import release
 
             outcome = release(config, args.datasets_root, args.tracking_uri, print)
-            result = {
+            return {
                 "name": outcome.name,
                 "version": outcome.version,
                 "path": str(outcome.path),
@@ -127,22 +127,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "privacy": outcome.privacy,
                 "mlflow_run_id": outcome.mlflow_run_id,
             }
-        else:
-            from synthset.flows.medical import release_synthetic_images
+        from synthset.flows.medical import release_synthetic_images
 
-            result = release_synthetic_images(
-                config.model_dump(mode="json"), args.datasets_root, args.tracking_uri
-            )
-    except ReleaseBlocked as exc:
-        print(f"synthset: release blocked: {exc}", file=sys.stderr)
-        return EXIT_BLOCKED
-    except InputError:
-        raise
-    except Exception as exc:
-        print(f"synthset: error: run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    _print_outcome(result)
-    return 0
+        return release_synthetic_images(
+            config.model_dump(mode="json"), args.datasets_root, args.tracking_uri
+        )
+
+    return run_release(run, _print_outcome, (InputError,))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from synthset.privacy.errors import ReleaseBlocked, TableError
-
-EXIT_BLOCKED = 3
+from synthset.privacy.command import run_release
+from synthset.privacy.errors import TableError
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -173,30 +172,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepare(config)
 
     require_reachable(args.tracking_uri)
-    try:
+
+    def run() -> dict[str, Any]:
         if args.no_prefect:
             from dataclasses import asdict
 
             from synthset.privacy.tabular.release import release
 
             outcome = release(config, args.datasets_root, args.tracking_uri)
-            result = asdict(outcome) | {"report": str(outcome.report)}
-        else:
-            from synthset.flows.tabular import release_synthetic_table
+            return asdict(outcome) | {"report": str(outcome.report)}
+        from synthset.flows.tabular import release_synthetic_table
 
-            result = release_synthetic_table(
-                config.model_dump(mode="json"), args.datasets_root, args.tracking_uri
-            )
-    except ReleaseBlocked as exc:
-        print(f"synthset: release blocked: {exc}", file=sys.stderr)
-        return EXIT_BLOCKED
-    except TableError:
-        raise
-    except Exception as exc:
-        print(f"synthset: error: run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    _print_outcome(result)
-    return 0
+        return release_synthetic_table(
+            config.model_dump(mode="json"), args.datasets_root, args.tracking_uri
+        )
+
+    return run_release(run, _print_outcome, (TableError,))
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
