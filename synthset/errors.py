@@ -64,6 +64,23 @@ def format_loc(loc: Sequence[str | int]) -> str:
     return text
 
 
+def fields_at(root: Any) -> Callable[[tuple[Any, ...]], list[str]]:
+    """For `describe_validation`: the fields of the pydantic model nested in `root` at a
+    location (so an unknown key lists what is allowed there); none below a non-model."""
+    from pydantic import BaseModel
+
+    def allowed(loc: tuple[Any, ...]) -> list[str]:
+        model: Any = root
+        for part in loc:
+            field = model.model_fields.get(part) if isinstance(part, str) else None
+            model = field.annotation if field is not None else None
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                return []
+        return list(model.model_fields)
+
+    return allowed
+
+
 def describe_validation(
     exc: ValidationError, allowed: Callable[[tuple[Any, ...]], Sequence[str]] | None = None
 ) -> tuple[list[str | int], str]:

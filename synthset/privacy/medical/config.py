@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from synthset.errors import InputError, describe_validation, format_loc
+from synthset.errors import InputError, describe_validation, fields_at, format_loc
 from synthset.inputs.paths import is_file
 from synthset.inputs.structured import read_structured
 from synthset.privacy.medical.memorization import MemorizationConfig
@@ -186,16 +186,6 @@ class MedicalConfig(BaseModel):
         return data
 
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = MedicalConfig
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        model = field.annotation if field is not None else None
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return list(model.model_fields)
-
-
 def parse_config(
     data: dict[str, Any], source: str = "<config>", base: Path | None = None
 ) -> MedicalConfig:
@@ -203,7 +193,7 @@ def parse_config(
     try:
         config = MedicalConfig(**data)
     except ValidationError as exc:
-        loc, message = describe_validation(exc, _fields_at)
+        loc, message = describe_validation(exc, fields_at(MedicalConfig))
         raise InputError(source, message, field=format_loc(loc)) from None
     except (TypeError, ValueError) as exc:
         raise InputError(source, str(exc)) from None

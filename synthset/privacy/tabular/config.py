@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from synthset.errors import InputError, describe_validation, format_loc
+from synthset.errors import InputError, describe_validation, fields_at, format_loc
 from synthset.inputs.paths import is_file
 from synthset.inputs.structured import read_structured
 from synthset.privacy.errors import TableError
@@ -89,17 +89,6 @@ class TabularConfig(BaseModel):
         }
 
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """The fields of the config section at `loc`, so an unknown key lists what is allowed."""
-    model: Any = TabularConfig
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        model = field.annotation if field is not None else None
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return list(model.model_fields)
-
-
 def parse_config(
     data: dict[str, Any], source: str = "<config>", base: Path | None = None
 ) -> TabularConfig:
@@ -107,7 +96,7 @@ def parse_config(
     try:
         config = TabularConfig(**data)
     except ValidationError as exc:
-        loc, message = describe_validation(exc, _fields_at)
+        loc, message = describe_validation(exc, fields_at(TabularConfig))
         raise TableError(source, f"field '{format_loc(loc)}': {message}") from None
     except (TypeError, ValueError) as exc:
         raise TableError(source, str(exc)) from None
