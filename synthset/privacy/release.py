@@ -36,6 +36,43 @@ class Outcome:
     mlflow_run_id: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def published_as(
+        cls,
+        version: Any,
+        report: Path,
+        metrics: dict[str, float],
+        privacy: dict[str, Any] | None,
+        run_id: str,
+    ) -> Outcome:
+        """A release the gate passed, published as `version` (a `PublishedVersion`)."""
+        return cls(
+            name=version.name,
+            passed=True,
+            reasons=[],
+            report=report,
+            metrics=metrics,
+            privacy=privacy,
+            version=version.version,
+            path=version.path,
+            digest=version.digest,
+            rows=version.images,
+            mlflow_run_id=run_id,
+        )
+
+    @classmethod
+    def blocked_by(
+        cls,
+        name: str,
+        reasons: list[str],
+        report: Path,
+        metrics: dict[str, float],
+        privacy: dict[str, Any] | None,
+        run_id: str,
+    ) -> Outcome:
+        """A release the gate blocked: nothing published, its attempt recorded as `run_id`."""
+        return cls(name, False, reasons, report, metrics, privacy, mlflow_run_id=run_id)
+
 
 def report_folder(name: str, root: str | Path | None = None) -> Path:
     """A new folder for one release's private report: `<datasets root>/<name>/.reports/<time>/`

@@ -269,19 +269,7 @@ def publish_release(
         last_version_number(config.dataset, tracking_uri) + 1,
     )
     run_id = record_images(published, config, metrics, report.parent, tracking_uri)
-    return Outcome(
-        name=config.dataset,
-        passed=True,
-        reasons=[],
-        report=report,
-        metrics=metrics,
-        privacy=privacy,
-        version=published.version,
-        path=published.path,
-        digest=published.digest,
-        rows=published.images,
-        mlflow_run_id=run_id,
-    )
+    return Outcome.published_as(published, report, metrics, privacy, run_id)
 
 
 def block_release(
@@ -305,14 +293,8 @@ def block_release(
         report.parent,
         tracking_uri,
     )
-    return Outcome(
-        name=config.dataset,
-        passed=False,
-        reasons=gate.reasons,
-        report=report,
-        metrics=metrics,
-        privacy=model.privacy(),
-        mlflow_run_id=run_id,
+    return Outcome.blocked_by(
+        config.dataset, gate.reasons, report, metrics, model.privacy(), run_id
     )
 
 

@@ -164,19 +164,7 @@ def publish_release(
     run_id = record_table_version(
         published, params_of(config), metrics, report.parent, tracking_uri
     )
-    return Outcome(
-        name=config.dataset,
-        passed=True,
-        reasons=[],
-        report=report,
-        metrics=metrics,
-        privacy=privacy,
-        version=published.version,
-        path=published.path,
-        digest=published.digest,
-        rows=published.images,
-        mlflow_run_id=run_id,
-    )
+    return Outcome.published_as(published, report, metrics, privacy, run_id)
 
 
 def block_release(
@@ -194,15 +182,7 @@ def block_release(
     run_id = record_blocked(
         config.dataset, KIND, params_of(config), metrics, gate.reasons, report.parent, tracking_uri
     )
-    return Outcome(
-        name=config.dataset,
-        passed=False,
-        reasons=gate.reasons,
-        report=report,
-        metrics=metrics,
-        privacy=privacy,
-        mlflow_run_id=run_id,
-    )
+    return Outcome.blocked_by(config.dataset, gate.reasons, report, metrics, privacy, run_id)
 
 
 def release(
