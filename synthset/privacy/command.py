@@ -4,8 +4,9 @@ a blocked release exits 3 with the gate's reasons, a user's mistake stays a one-
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from synthset.privacy.errors import ReleaseBlocked
@@ -31,3 +32,18 @@ def run_release(
         return 1
     show(result)
     return 0
+
+
+def standalone(add_parser: Callable[[Any], Any], argv: Sequence[str] | None = None) -> int:
+    """`python -m synthset.privacy.<modality>.cli ...`: one modality's commands alone, with the
+    main CLI's exit codes (a `SynthsetError` is one line and exit 2)."""
+    from synthset.errors import SynthsetError
+
+    parser = argparse.ArgumentParser(prog="synthset")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SynthsetError as exc:
+        print(f"synthset: error: {exc}", file=sys.stderr)
+        return 2

@@ -87,6 +87,11 @@ def report_folder(name: str, root: str | Path | None = None) -> Path:
 
 def params_of(config: BaseModel) -> dict[str, Any]:
     """A release config as flat MLflow params (`section.key`)."""
+    return flat_params(config.model_dump(mode="json"))
+
+
+def flat_params(values: dict[str, Any]) -> dict[str, Any]:
+    """Nested config values as flat MLflow params (`section.key`)."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -96,7 +101,7 @@ def params_of(config: BaseModel) -> dict[str, Any]:
         else:
             flat[prefix] = value
 
-    walk("", config.model_dump(mode="json"))
+    walk("", values)
     return flat
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthset.errors import InputError
-from synthset.privacy.command import run_release
+from synthset.privacy.command import run_release, standalone
 
 DEMO_CONFIG = """\
 dataset: {name}
@@ -196,16 +196,7 @@ def add_medical_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m synthset.privacy.medical.cli ...`: the medical commands alone."""
-    from synthset.errors import SynthsetError
-
-    parser = argparse.ArgumentParser(prog="synthset")
-    add_medical_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except SynthsetError as exc:
-        print(f"synthset: error: {exc}", file=sys.stderr)
-        return 2
+    return standalone(add_medical_parser, argv)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from synthset.privacy.medical.config import MedicalConfig
 from synthset.privacy.medical.generate import Synthetic
 from synthset.privacy.medical.memorization import MemorizationResult
 from synthset.privacy.publish import TAG_KIND, log_run, publish_version
+from synthset.privacy.release import flat_params
 from synthset.storage.formats import METADATA, version_digest
 from synthset.storage.publish import PublishedVersion
 
@@ -35,17 +36,7 @@ GRID = "sample_grid.png"
 
 def params_of_config(config: MedicalConfig) -> dict[str, Any]:
     """The config as flat MLflow params (`section.key`), paths by their last part."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
-        else:
-            flat[prefix] = value
-
-    walk("", config.public())
-    return flat
+    return flat_params(config.public())
 
 
 def released_rows(synthetic: Synthetic, memo: MemorizationResult) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from synthset.privacy.command import run_release
+from synthset.privacy.command import run_release, standalone
 from synthset.privacy.errors import TableError
 
 
@@ -315,18 +315,8 @@ def add_tabular_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m synthset.privacy.tabular.cli ...`: the tabular commands alone (same exit
-    codes)."""
-    from synthset.errors import SynthsetError
-
-    parser = argparse.ArgumentParser(prog="synthset")
-    add_tabular_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except SynthsetError as exc:
-        print(f"synthset: error: {exc}", file=sys.stderr)
-        return 2
+    """`python -m synthset.privacy.tabular.cli ...`: the tabular commands alone."""
+    return standalone(add_tabular_parser, argv)
 
 
 if __name__ == "__main__":
