@@ -173,3 +173,8 @@ class PrivacyLedger:
             "notes": list(self.notes),
             "reserved_delta": self.reserved_delta,
         }
+
+
+def default_delta(records: int) -> float:
+    """δ when none is given: well below 1/n, as DP requires (min(1e-5, 1/(10·n)))."""
+    return min(1e-5, 1.0 / (10 * max(records, 1)))

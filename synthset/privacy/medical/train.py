@@ -35,7 +35,8 @@ import torch
 
 from synthset.atomic import atomic_path
 from synthset.errors import SynthsetError
-from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger
+from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, default_delta
+from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.medical.config import PretrainConfig, TrainConfig
 
@@ -50,11 +51,6 @@ PUBLIC_SETS = {
     "phantoms": "{count} synthetic phantoms made by synthset.privacy.medical.phantoms "
     "(seed {seed}): public, no patient data",
 }
-
-
-def default_delta(images: int) -> float:
-    """δ when none is given: well below 1/n, as DP requires (min(1e-5, 1/(10·n)))."""
-    return min(1e-5, 1.0 / (10 * max(images, 1)))
 
 
 def build_unet(config: TrainConfig, size: int, classes: int) -> Any:
@@ -127,20 +123,6 @@ def _trains(finetune: str, name: str) -> bool:
     if finetune == "class":
         return name.startswith("class_embedding")
     return name.startswith(CONDITIONING) or _PROJ in name
-
-
-class _EMA:
-    """An exponential moving average of a module's weights (what generation uses)."""
-
-    def __init__(self, module: torch.nn.Module, decay: float):
-        self.decay, self.module = decay, copy.deepcopy(module).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        for mine, theirs in zip(self.module.parameters(), module.parameters(), strict=True):
-            mine.mul_(self.decay).add_(theirs.detach(), alpha=1 - self.decay)
 
 
 @dataclass
@@ -388,7 +370,7 @@ class Trainer:
         y = torch.from_numpy(self.labels.astype(np.int64)) if self._conditional else None
         return x, y
 
-    def _pretrain(self, model: torch.nn.Module, ema: _EMA) -> None:
+    def _pretrain(self, model: torch.nn.Module, ema: EMA) -> None:
         """Plain AdamW on the public images (no label: the null class), before any private
         image is read; then every class starts from the null class's embedding, so that
         fine-tuning begins at the pretrained model and learns how each class differs."""
@@ -437,7 +419,7 @@ class Trainer:
         else:
             model, ema_module, optimizer_state = loaded
             self.log(f"resuming from epoch {self.progress.epoch} ({self.progress.steps} steps)")
-        ema = _EMA(ema_module, cfg.ema or 0.0)
+        ema = EMA(ema_module, cfg.ema or 0.0)
         self.parameters = sum(p.numel() for p in model.parameters())
         if cfg.pretrain.source != "none" and not self.progress.pretrained:
             self._pretrain(model, ema)
@@ -486,7 +468,7 @@ class Trainer:
             optimizer.load_state_dict(state)
         return optimizer
 
-    def _epoch_done(self, model: torch.nn.Module, ema: _EMA, optimizer: Any, losses: list) -> None:
+    def _epoch_done(self, model: torch.nn.Module, ema: EMA, optimizer: Any, losses: list) -> None:
         p = self.progress
         p.epoch += 1
         p.losses.append(float(np.mean(losses)) if losses else math.nan)
@@ -494,7 +476,7 @@ class Trainer:
         if p.epoch % self.config.checkpoint_every == 0 or p.epoch == self.config.epochs:
             self._save(model, ema.module, optimizer)
 
-    def _train_plain(self, model: torch.nn.Module, ema: _EMA, state: dict | None) -> None:
+    def _train_plain(self, model: torch.nn.Module, ema: EMA, state: dict | None) -> None:
         cfg = self.config
         x, y = self._tensors()
         optimizer = self._optimizer(model, state)
@@ -519,7 +501,7 @@ class Trainer:
             self.progress.seconds += time.perf_counter() - t0
             self._epoch_done(model, ema, optimizer, losses)
 
-    def _train_private(self, model: torch.nn.Module, ema: _EMA, state: dict | None) -> None:
+    def _train_private(self, model: torch.nn.Module, ema: EMA, state: dict | None) -> None:
         """Opacus DP-SGD: Poisson batches of expected size `batch_size`, per-image gradients
         clipped to `max_grad_norm`, Gaussian noise of the searched multiplier; with `draws`,
         each image's gradient averaged over that many (t, noise) draws before clipping."""

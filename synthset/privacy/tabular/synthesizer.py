@@ -14,7 +14,6 @@ fitted model is (`sample(n, seed)`).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import secrets
@@ -29,7 +28,8 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger
+from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, default_delta
+from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.tabular.calibrate import margins, rake, weighted_subset
 from synthset.privacy.tabular.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
@@ -178,23 +178,6 @@ class SynthesizerConfig(BaseModel):
     def given(self) -> dict[str, Any]:
         """The settings not filled in from DEFAULTS (to merge with overrides)."""
         return self.model_dump(mode="json", exclude=self._defaulted)
-
-
-def default_delta(rows: int) -> float:
-    """δ when none is given: well below 1/n, as DP requires (min(1e-5, 1/(10·n)))."""
-    return min(1e-5, 1.0 / (10 * rows))
-
-
-class _EMA:
-    def __init__(self, module: torch.nn.Module, decay: float):
-        self.decay, self.module = decay, copy.deepcopy(module).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        for mine, theirs in zip(self.module.parameters(), module.parameters(), strict=True):
-            mine.mul_(self.decay).add_(theirs.detach(), alpha=1 - self.decay)
 
 
 class ClassPartitioned(torch.nn.Module):
@@ -370,7 +353,7 @@ class TabularSynthesizer:
         n = tensors[0].shape[0]
         batch = min(cfg.batch_size, n)
         optimizer, schedule = self._optimizer(self.model)
-        ema = _EMA(self.model, cfg.ema) if cfg.ema else None
+        ema = EMA(self.model, cfg.ema) if cfg.ema else None
         generator = torch.Generator().manual_seed(cfg.seed)
         losses: list[float] = []
         self.model.train()
@@ -457,7 +440,7 @@ class TabularSynthesizer:
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer.original_optimizer, lambda step: max(0.0, 1 - step / cfg.steps)
         )
-        ema = _EMA(model._module, cfg.ema) if cfg.ema else None
+        ema = EMA(model._module, cfg.ema) if cfg.ema else None
         losses: list[float] = []
         model.train()
         while len(losses) < cfg.steps:
