@@ -154,11 +154,7 @@ def test_a_run_killed_at_any_step_is_finished_by_the_next_with_the_same_digest(
     if point == "record":
         assert "marked FAILED" in resumed.stderr
     _no_leftovers(root, "killed", uri)
-    if version.digest != reference_digest:
-        pytest.xfail(
-            "known defect (issue 12, open): a resumed run's digest sometimes differs from an "
-            "uninterrupted run's; which kill points differ changes from run to run"
-        )
+    assert version.digest == reference_digest
 
 
 def _spoil(shard_folder: Path, outside: Path) -> dict[str, str]:

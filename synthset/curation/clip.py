@@ -3,6 +3,10 @@
 Scores are CLIPScore units as torchmetrics reports them: 100 × max(cos(image, prompt), 0).
 Embeddings are L2-normalised float32 (stored as float16 with the dataset). Prompt embeddings
 are cached by text, so a shard of one prompt encodes it once.
+
+Texts are encoded in batches of one fixed shape (padded with empty texts): a matrix product's
+last bits depend on the batch's shape, so a prompt encoded beside whichever prompts were new
+at the time would score differently in a run and in its resumption, and change the digest.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from synthset.errors import SynthsetError
 log = logging.getLogger(__name__)
 
 _TEXT_CACHE_LIMIT = 100_000
+_TEXT_BATCH = 16
 
 
 def _direct_input(preprocess: Any) -> tuple[int, Any, Any] | None:
@@ -111,19 +116,21 @@ class ClipScorer:
             out.append(self.encode(self.preprocess_batch(images[start : start + batch_size])))
         return np.concatenate(out)
 
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """(N, D) float32 normalised embeddings of texts; each distinct text is encoded once."""
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, D) float32 normalised embeddings of texts; each distinct text is encoded once,
+        to the same bits whatever texts it is encoded with."""
         import torch
 
         missing = list(dict.fromkeys(t for t in texts if t not in self._texts))
         if len(self._texts) + len(missing) > _TEXT_CACHE_LIMIT:
             self._texts.clear()
             missing = list(dict.fromkeys(texts))
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
+        for start in range(0, len(missing), _TEXT_BATCH):
+            chunk = missing[start : start + _TEXT_BATCH]
+            padded = chunk + [""] * (_TEXT_BATCH - len(chunk))
             with torch.inference_mode():
-                tokens = self.tokenizer(chunk).to(self.device)
-                features = self.model.encode_text(tokens)
+                tokens = self.tokenizer(padded).to(self.device)
+                features = self.model.encode_text(tokens)[: len(chunk)]
                 features = torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
             self._texts.update(zip(chunk, features, strict=True))
         if not texts:

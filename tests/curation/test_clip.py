@@ -41,6 +41,19 @@ def test_clip_score_is_100_times_the_clamped_cosine(scorer, digit_images):
         scorer.clip_scores(emb, prompts[:2])
 
 
+def test_a_prompt_embeds_to_the_same_bits_whatever_prompts_are_new_beside_it(scorer):
+    """A resumed run meets its prompts in another order than the run it finishes; scores and
+    so the version's digest must not depend on it."""
+    prompt = "a blue three"
+    scorer._texts.clear()
+    alone = scorer.embed_texts([prompt])[0].copy()
+    for others in (["a red seven"], [f"a digit {i}" for i in range(20)]):
+        scorer._texts.clear()
+        beside = scorer.embed_texts([*others, prompt])
+        assert np.array_equal(beside[-1], alone)
+    scorer._texts.clear()
+
+
 def test_a_local_checkpoint_file_loads_the_same_weights(scorer, digit_images, tmp_path):
     images, _ = digit_images
     copy = tmp_path / "my-clip.safetensors"
