@@ -10,7 +10,8 @@ Gaussian noise of standard deviation z (L2 sensitivity 1 per histogram):
   a range doubled by noise, which would put synthetic values where no row lies);
 - its quantile map: a histogram of `bins` equal-width bins between the bounds plus one bin
   for missing values; the noisy cumulative counts, made monotone, give a piecewise-linear
-  CDF (see `noisy_cdf`);
+  CDF (see `noisy_cdf`); with per-class maps, one value histogram per class plus the one
+  missing bin (still one histogram: each row adds 1 to one bin);
 - the category set of a categorical column without declared categories: noisy counts of the
   values seen, released only when above τ = 1 + z·Φ⁻¹(1 − δ_extra/k) (k such columns), so a
   value held by a single row is released with probability at most δ_extra/k;
@@ -83,17 +84,18 @@ def _per_class(
     z: float,
     rng: np.random.Generator,
 ) -> ColumnStats:
-    """One noisy histogram per class (disjoint rows); the overall map is their mixture."""
+    """One noisy histogram of present values per class and one count of missing values over
+    all rows: each row adds 1 to one of these bins, so together they are one histogram
+    (sensitivity 1), and the missing share gets noise z rather than the z·√classes of a sum
+    of per-class missing counts. The overall map is the classes' mixture."""
     edges = np.linspace(lower, upper, bins + 1)
-    noisy = []
-    for c in range(n_classes):
-        part = values[classes == c]
-        missing = np.isnan(part)
-        counts = np.histogram(np.clip(part[~missing], lower, upper), bins=edges)[0]
-        noisy.append(_noisy(np.append(counts.astype(float), missing.sum()), z, rng))
-    noisy = np.stack(noisy)
-    stats = _from_counts(noisy.sum(axis=0), edges, lower, upper, z * np.sqrt(n_classes))
-    stats.class_levels = np.stack([noisy_cdf(row[:-1]) for row in noisy])
+    present = ~np.isnan(values)
+    clipped = np.clip(values, lower, upper)
+    counts = [np.histogram(clipped[present & (classes == c)], edges)[0] for c in range(n_classes)]
+    noisy = _noisy(np.stack(counts).astype(float), z, rng)
+    missing = _noisy(np.array([float((~present).sum())]), z, rng)
+    stats = _from_counts(np.append(noisy.sum(axis=0), missing), edges, lower, upper, z)
+    stats.class_levels = np.stack([noisy_cdf(row) for row in noisy])
     return stats
 
 

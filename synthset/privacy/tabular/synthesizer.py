@@ -52,14 +52,14 @@ PRIOR = "prior.correlation"
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "plain": {
-        "hidden": [256, 256, 256],
+        "hidden": [128, 128],
         "dropout": 0.2,
-        "d_embed": 128,
-        "steps": 4000,
+        "d_embed": 64,
+        "steps": 1500,
         "batch_size": 256,
         "lr": 2e-3,
         "ema": 0.995,
-        "prior": "none",
+        "prior": "gaussian",
     },
     "dp": {
         "hidden": [64, 64],
@@ -72,7 +72,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.0,
     },
 }
-"""Settings left unset take these. Under DP the model is small and trained for few large
+"""Settings left unset take these. Both modes learn a correction to a Gaussian copula
+(`prior`, exact without DP) rather than the whole distribution: without DP a 2×128 MLP for
+1,500 steps is enough for that and memorises less than a 3×256 one trained 4,000 steps
+(bench/tabular_quality.py, 3 fits: QualityReport 0.80 → 0.96 on breast_cancer, DCR share
+0.58 → 0.54, at a third of the CPU time). Under DP the model is small and trained for few large
 (full) batches: DP-SGD's noise grows with the number of weights and with the steps, so a
 large model trained long drowns in noise on a table of hundreds or thousands of rows; it
 learns a correction to a DP Gaussian copula (`prior`) instead of the whole distribution, and

@@ -104,7 +104,8 @@ def test_unset_settings_follow_the_privacy_mode():
     from synthset.privacy.tabular.synthesizer import DEFAULTS, SynthesizerConfig
 
     plain, private = SynthesizerConfig(), SynthesizerConfig(epsilon=1.0)
-    assert plain.hidden == DEFAULTS["plain"]["hidden"] and plain.steps == 4000
+    assert plain.hidden == DEFAULTS["plain"]["hidden"] and plain.steps == 1500
+    assert plain.prior == "gaussian"
     assert private.hidden == DEFAULTS["dp"]["hidden"] and private.batch_size == 4096
     mixed = TabularSynthesizer(SynthesizerConfig(steps=9), epsilon=2.0).config
     assert mixed.steps == 9 and mixed.hidden == DEFAULTS["dp"]["hidden"]
