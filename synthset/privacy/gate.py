@@ -88,5 +88,6 @@ def apply_thresholds(
             rows.append(_check(metric, values.get(metric), op, threshold, details.get(metric, "")))
         elif setting in config.model_fields_set:
             relaxed = f"off (relaxed: {setting} is null in the config)"
-            rows.append(_check(metric, values.get(metric), op, math.nan, "") | {"status": relaxed})
+            row = _check(metric, values.get(metric), op, math.nan, "")
+            rows.append(row | {"threshold": None, "status": relaxed})
     return GateResult(all(c["status"] != "fail" for c in rows), rows)

@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def render_report(
     )
     uncovered = "".join(f"<li>{html.escape(c)}</li>" for c in statement["not_covered"])
     notes = "".join(f"<li>{html.escape(c)}</li>" for c in statement.get("notes", []))
-    payload = json.dumps(document, default=_json).replace("</", "<\\/")
+    payload = _dumps(document).replace("</", "<\\/")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)}: synthetic data audit</title>
 <style>{_STYLE}</style></head><body>
@@ -183,6 +184,24 @@ def render_report(
     return page, document
 
 
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None: JSON has no NaN, and a browser's JSON.parse
+    refuses the whole report for one."""
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _dumps(document: dict[str, Any], indent: int | None = None) -> str:
+    return json.dumps(_finite(document), indent=indent, default=_json, allow_nan=False)
+
+
 def _json(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -195,6 +214,6 @@ def write_report(folder: str | Path, page: str, document: dict[str, Any]) -> Pat
     """Write `report.html` and `audit.json` into `folder`; returns the HTML path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / JSON).write_text(json.dumps(document, indent=2, default=_json) + "\n")
+    (folder / JSON).write_text(_dumps(document, indent=2) + "\n")
     (folder / HTML).write_text(page)
     return folder / HTML

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from pydantic import BaseModel
 
 from synthset.privacy.gate import Threshold, apply_thresholds
@@ -34,6 +35,7 @@ def test_gate_passes_fails_skips_and_relaxes():
     assert relaxed.passed
     assert relaxed.checks[0]["status"].startswith("off (relaxed: max_leak")
     assert relaxed.checks[1]["status"] == "skipped (not measured)"
+    assert relaxed.checks[0]["threshold"] is None
 
 
 def test_statement_and_frame_for_any_unit(tmp_path):
@@ -59,7 +61,7 @@ def test_statement_and_frame_for_any_unit(tmp_path):
         gate,
         privacy,
         statement,
-        {"metrics": {"leak": 0.1}},
+        {"metrics": {"leak": 0.1, "unmeasured": float("nan")}},
         [("Metrics", html_table([{"metric": "leak", "value": 0.1}]))],
         [],
         {"source": "x"},
@@ -67,5 +69,6 @@ def test_statement_and_frame_for_any_unit(tmp_path):
     path = write_report(tmp_path, page, document)
     assert "Release gate: PASSED" in page and "<h2>Metrics</h2>" in page
     embedded = re.search(r'id="synthset-audit">(.*?)</script>', page, re.S).group(1)
-    assert json.loads(embedded)["gate"]["passed"] is True
+    strict = json.loads(embedded, parse_constant=lambda c: pytest.fail(f"{c} in the report"))
+    assert strict["gate"]["passed"] is True and strict["audit"]["metrics"]["unmeasured"] is None
     assert json.loads((path.parent / "audit.json").read_text())["source"] == "x"

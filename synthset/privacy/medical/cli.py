@@ -32,7 +32,7 @@ train:
   # finetune: class                           # train the class embedding only
   # draws: 4
 generate: {{count: 200, scheduler: ddim, steps: 50, guidance: 2}}
-gate: {{ratio_threshold: 0.5, ssim_threshold: 0.95, max_rejected_share: 0.05}}
+gate: {{ratio_threshold: 0.5, ssim_threshold: 0.95, min_tstr_ratio: 0.8, max_rejected_share: 0.05}}
 """
 
 

@@ -36,7 +36,7 @@ TINY = {
     "train": {"epochs": 2, "channels": [8, 16], "batch_size": 8, "timesteps": 50, "threads": 1},
     "generate": {"count": 12, "steps": 4},
     "utility": {"epochs": 2},
-    "gate": {"max_rejected_share": 1.0},
+    "gate": {"max_rejected_share": 1.0, "min_tstr_ratio": None},
 }
 
 
@@ -284,6 +284,8 @@ def test_cli_run_publishes_and_a_blocked_run_exits_3(tmp_path, tracking_uri, cap
     config = str(tmp_path / "d" / "release.yaml")
     common = ["--no-prefect", "--tracking-uri", tracking_uri, "--datasets-root", str(tmp_path)]
     fast = ["--epochs", "1", "--count", "8", "--threads", "1"]
+    relaxed = Path(config).read_text().replace("min_tstr_ratio: 0.8", "min_tstr_ratio: null")
+    Path(config).write_text(relaxed)
     assert main(["medical", "run", config, "--name", "med-cli", *fast, *common]) == 0
     out = capsys.readouterr().out
     assert "version:     v1  (8 images)" in out and "of 8 rejected as near-copies" in out
@@ -301,3 +303,25 @@ def test_cli_run_publishes_and_a_blocked_run_exits_3(tmp_path, tracking_uri, cap
     blocked.write_text(text)
     assert main(["medical", "run", str(blocked), "--name", "med-cli-b", *fast, *common]) == 3
     assert "release blocked" in capsys.readouterr().err
+
+
+def test_a_release_that_teaches_a_classifier_little_is_blocked_by_default():
+    from synthset.privacy.medical.config import MedicalConfig
+    from synthset.privacy.medical.memorization import check_with_config
+    from synthset.privacy.medical.phantoms import make_phantoms
+    from synthset.privacy.medical.release import decide
+    from synthset.privacy.medical.utility import Utility
+
+    training, _ = make_phantoms(16, size=16, seed=1)
+    novel, _ = make_phantoms(16, size=16, seed=2)
+    config = MedicalConfig(dataset="useless", data="unused")
+    memo = check_with_config(novel, training, config.gate)
+    useless = Utility({"accuracy": 0.51}, {"accuracy": 0.98}, 1.0, 100)
+    useful = Utility({"accuracy": 0.95}, {"accuracy": 0.98}, 1.0, 100)
+
+    blocked = decide(config, memo, useless)
+
+    assert memo.passed and decide(config, memo, useful).passed
+    assert not blocked.passed and any("tstr_ratio" in reason for reason in blocked.reasons)
+    gate = config.gate.model_copy(update={"min_tstr_ratio": None})
+    assert decide(config.model_copy(update={"gate": gate}), memo, useless).passed
