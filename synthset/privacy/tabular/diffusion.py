@@ -11,13 +11,14 @@ al.'s multinomial diffusion on the same ᾱ_t:
 
 with α_{t|s} = ᾱ_t/ᾱ_s.
 
-The denoiser predicts the numeric noise ε and, per categorical column, a distribution over
-x_0; the categorical loss is the cross-entropy of that prediction with the true x_0, averaged
-over columns (D3PM's auxiliary x_0 loss, alone). TabDDPM's per-step posterior KL is a tighter
-bound, but over 1,000 steps each term is O(β_t): its gradients were about 10⁻⁴ of the numeric
-loss's, and in a few thousand steps the model learned no dependence between categories (ACTG
-320's `tx`, a function of `txgrp`, came out independent of it). Because the posterior is
-defined for any s < t, sampling may skip steps together with the numeric scheduler.
+The denoiser predicts the numeric noise ε and, per categorical column, shares over x_0 (its
+logits plus the log prior); by Bayes with q(x_t | x_0) they give the model's p(x_0 | x_t)
+(`_x0_given_xt`), and the categorical loss is its cross-entropy with the true x_0, averaged
+over columns (D3PM's auxiliary x_0 loss, alone). TabDDPM's per-step posterior KL is a
+tighter bound, but over 1,000 steps each term is O(β_t): its gradients were about 10⁻⁴ of the
+numeric loss's, and in a few thousand steps the model learned no dependence between
+categories (ACTG 320's `tx`, a function of `txgrp`, came out independent of it). Because the
+posterior is defined for any s < t, sampling may skip steps together with the numeric scheduler.
 """
 
 from __future__ import annotations
@@ -197,6 +198,19 @@ class MixedDiffusion:
         unnorm = (a_ts * xt + (1 - a_ts) / self.k) * (ab_s * x0 + (1 - ab_s) / self.k) * self.mask
         return unnorm / unnorm.sum(-1, keepdim=True).clamp(min=_LOG_EPS)
 
+    def _x0_given_xt(self, shares: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """p(x_0 | x_t) ∝ shares(x_0)·q(x_t | x_0): the denoiser's (and the prior's) `shares`
+        are the part that does not come from x_t itself, and Bayes adds what x_t says (the
+        kernel is symmetric, so q(x_t | x_0 = j) over j is `_q_xt(x_t, t)`).
+
+        The cross-entropy trains this posterior; sampling steps with the plug-in posterior
+        q(x_s | x_t, shares), which is the exact mixture Σ_x0 p(x_0 | x_t)·q(x_s | x_t, x_0)
+        for exactly these shares. Plugging in p(x_0 | x_t) itself would count x_t twice: each
+        column would stay near its uniform start, and shares drift towards uniform (the mixed
+        table's `hiv` came out at 26% instead of 11%)."""
+        joint = shares * self._q_xt(xt, t)
+        return joint / joint.sum(-1, keepdim=True).clamp(min=_LOG_EPS)
+
     def _draw(self, probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         u = torch.rand(probs.shape, generator=generator, dtype=torch.float64).clamp(1e-30, 1.0)
         gumbel = -torch.log(-torch.log(u))
@@ -241,7 +255,7 @@ class MixedDiffusion:
         if self.d_num:
             loss = loss + ((self._noise_prediction(out, xt_num, t) - noise) ** 2).mean(dim=1)
         if self.sizes:
-            pred = self._probs(out[:, self.d_num :])
+            pred = self._x0_given_xt(self._probs(out[:, self.d_num :]), xt, t)
             nll = -(x0 * torch.log(pred.clamp(min=_LOG_EPS))).sum(-1)
             loss = loss + nll.mean(dim=1).float()
         return loss.view(rows, draws).mean(dim=1) if draws > 1 else loss
@@ -277,12 +291,10 @@ class MixedDiffusion:
                 eps = self._clipped(self._noise_prediction(out, parts[0], t_batch), parts[0], t)
                 x = sched.step(eps, t, x, **extra).prev_sample
             if self.sizes:
-                pred = self._probs(out[:, self.d_num :])
+                shares, xt = self._probs(out[:, self.d_num :]), self._onehot(x_cat)
                 if i == len(timesteps) - 1:
-                    x_cat = self._draw(pred, generator)
+                    x_cat = self._draw(self._x0_given_xt(shares, xt, t_batch), generator)
                 else:
                     s = torch.full((n,), int(timesteps[i + 1]), dtype=torch.long)
-                    x_cat = self._draw(
-                        self._posterior(self._onehot(x_cat), pred, t_batch, s), generator
-                    )
+                    x_cat = self._draw(self._posterior(xt, shares, t_batch, s), generator)
         return x.float(), x_cat
