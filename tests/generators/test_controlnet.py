@@ -18,23 +18,6 @@ from synthset.storage.formats import version_digest
 from tests.conftest import write_manifest
 
 
-@pytest.fixture(scope="session")
-def tiny_controlnet(tiny_model, tmp_path_factory) -> Path:
-    """`ControlNetModel.from_unet`, its zero convolutions made non-zero so it has an effect."""
-    import torch
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_pretrained(tiny_model, subfolder="unet")
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
-    for block in (net.controlnet_down_blocks, net.controlnet_mid_block):
-        for weight in block.parameters():
-            torch.nn.init.normal_(weight, std=0.5)
-    folder = tmp_path_factory.mktemp("controlnet")
-    net.save_pretrained(folder)
-    return folder
-
-
 def _manifest(folder: Path, model: str, controlnet: Path, scale: float, name: str) -> Path:
     control = folder / "edges.png"
     pixels = np.zeros((32, 32, 3), np.uint8)

@@ -52,6 +52,19 @@ def test_only_numeric_or_only_categorical():
         assert x.shape == (4, d_num) and c.shape == (4, len(sizes))
 
 
+def _trained(diffusion, x_num, x_cat, **shape) -> Denoiser:
+    """A denoiser trained 300 AdamW steps of 256 rows on (x_num, x_cat), in eval mode."""
+    model = Denoiser(diffusion.d_model, diffusion.d_model, **shape)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for _ in range(300):
+        rows = torch.randint(0, len(x_cat), (256,))
+        loss = diffusion.loss(model, x_num[rows], x_cat[rows]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
 def test_a_category_that_follows_from_another_is_learned():
     """`parity` is a function of `group`: sampled independently the two agree half the time.
     The per-step posterior KL alone gave gradients ~1e-4 of the numeric loss and left them
@@ -60,15 +73,7 @@ def test_a_category_that_follows_from_another_is_learned():
     group = torch.randint(0, 4, (600,))
     x_cat, x_num = torch.stack([group, group % 2], dim=1), torch.randn(600, 1)
     diffusion = MixedDiffusion(1, [4, 2])
-    model = Denoiser(diffusion.d_model, diffusion.d_model, hidden=[128, 128], d_embed=64)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for _ in range(300):
-        rows = torch.randint(0, 600, (256,))
-        loss = diffusion.loss(model, x_num[rows], x_cat[rows]).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+    model = _trained(diffusion, x_num, x_cat, hidden=[128, 128], d_embed=64)
     _, sampled = diffusion.sample(model, 2000, generator=torch.Generator().manual_seed(0), steps=50)
     agreement = float((sampled[:, 0] % 2 == sampled[:, 1]).float().mean())
     assert agreement > 0.75, agreement
@@ -81,15 +86,7 @@ def test_a_trained_model_keeps_skewed_category_shares():
     shares = torch.tensor([0.85, 0.10, 0.05])
     x_cat = torch.multinomial(shares, 2000, replacement=True)[:, None]
     diffusion = MixedDiffusion(0, [3])
-    model = Denoiser(diffusion.d_model, diffusion.d_model, hidden=[64, 64], d_embed=32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for _ in range(300):
-        rows = torch.randint(0, 2000, (256,))
-        loss = diffusion.loss(model, torch.zeros(256, 0), x_cat[rows]).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+    model = _trained(diffusion, torch.zeros(2000, 0), x_cat, hidden=[64, 64], d_embed=32)
     _, sampled = diffusion.sample(model, 4000, generator=torch.Generator().manual_seed(0), steps=50)
     got = torch.bincount(sampled[:, 0], minlength=3) / 4000
     assert (got - shares).abs().max() < 0.06, got
