@@ -8,6 +8,12 @@ for, raking (iterative proportional fitting) finds row weights under which every
 matches, and the rows kept are a systematic sample with inclusion probabilities proportional
 to the weights. This reads no private data beyond the released statistics: post-processing, free
 under DP. Joint structure comes from the model; the weights only correct the margins.
+
+Without DP and with a class target, the margins are taken within each class (`class_shares`
+of the training rows): raking every class towards the same overall margins pulled the
+classes' feature distributions together and weakened what predicts the target (bench, mixed
+table, 5 fits: gbm TSTR AUC 0.664 ± 0.039 with overall margins, 0.728 ± 0.027 per class).
+Under DP those per-class shares are not released, and the overall ones are used.
 """
 
 from __future__ import annotations
@@ -20,29 +26,70 @@ RAKING_ROUNDS = 30
 MAX_WEIGHT_RATIO = 20.0
 
 
+def cells(x_num: np.ndarray, x_cat: np.ndarray, indicators: list[int]) -> list[np.ndarray]:
+    """Each row's cell in every column: a categorical column's category (indicators too), a
+    numeric column's bin among twenty equal CDF-level bins, or `NUMERIC_BINS` where missing.
+
+    `indicators[j]` is the column of `x_cat` that says numeric column j is missing, or -1.
+    """
+    out = [x_cat[:, j] for j in range(x_cat.shape[1])]
+    for j in range(x_num.shape[1]):
+        index = np.minimum((ndtr(x_num[:, j]) * NUMERIC_BINS).astype(int), NUMERIC_BINS - 1)
+        if indicators[j] >= 0:
+            index = np.where(x_cat[:, indicators[j]] == 1, NUMERIC_BINS, index)
+        out.append(index)
+    return out
+
+
 def margins(
     x_num: np.ndarray,
     x_cat: np.ndarray,
     priors: list[np.ndarray],
     indicators: list[int],
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(cell index per row, target share per cell) for every column.
-
-    `priors` are the shares of the categorical columns of `x_cat` (indicators last);
-    `indicators[j]` is the column of `x_cat` that says numeric column j is missing, or -1.
-    Numeric columns: twenty equal CDF-level bins among present values, plus a missing cell.
-    """
-    out = [(x_cat[:, j], np.asarray(p, dtype=np.float64)) for j, p in enumerate(priors)]
+    """(cell index per row, target share per cell) for every column, from the encoder's
+    marginals: `priors` are the shares of the categorical columns of `x_cat` (indicators
+    last); a numeric column's present values are uniform over its CDF-level bins."""
+    index = cells(x_num, x_cat, indicators)
+    out = [(index[j], np.asarray(p, dtype=np.float64)) for j, p in enumerate(priors)]
     for j in range(x_num.shape[1]):
-        cells = np.minimum((ndtr(x_num[:, j]) * NUMERIC_BINS).astype(int), NUMERIC_BINS - 1)
-        missing_share = 0.0
-        if indicators[j] >= 0:
-            missing_share = float(priors[indicators[j]][1])
-            cells = np.where(x_cat[:, indicators[j]] == 1, NUMERIC_BINS, cells)
+        missing_share = float(priors[indicators[j]][1]) if indicators[j] >= 0 else 0.0
         target = np.full(NUMERIC_BINS + 1, (1 - missing_share) / NUMERIC_BINS)
         target[-1] = missing_share
-        out.append((cells, target))
+        out.append((index[len(priors) + j], target))
     return out
+
+
+def class_shares(
+    x_num: np.ndarray,
+    x_cat: np.ndarray,
+    y: np.ndarray,
+    classes: int,
+    category_sizes: list[int],
+    indicators: list[int],
+) -> list[np.ndarray]:
+    """Joint shares of (target class, cell) of the training rows for every column, shape
+    (classes, cells): each column's margin within each class. `category_sizes` are the
+    numbers of categories of the columns of `x_cat`."""
+    widths = list(category_sizes) + [NUMERIC_BINS + 1] * x_num.shape[1]
+    out = []
+    for index, width in zip(cells(x_num, x_cat, indicators), widths, strict=True):
+        joint = np.bincount(y * width + index, minlength=classes * width) / len(index)
+        out.append(joint.reshape(classes, width))
+    return out
+
+
+def class_margins(
+    x_num: np.ndarray,
+    x_cat: np.ndarray,
+    y: np.ndarray,
+    shares: list[np.ndarray],
+    indicators: list[int],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`margins` within each target class: (class × cell index per row, joint target share)
+    for every column, from `class_shares` of the training rows."""
+    index = cells(x_num, x_cat, indicators)
+    return [(y * s.shape[1] + i, s.ravel()) for i, s in zip(index, shares, strict=True)]
 
 
 def rake(cells: list[tuple[np.ndarray, np.ndarray]], rows: int, cap: float) -> np.ndarray:

@@ -31,7 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, default_delta
 from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
-from synthset.privacy.tabular.calibrate import margins, rake, weighted_subset
+from synthset.privacy.tabular.calibrate import (
+    class_margins,
+    class_shares,
+    margins,
+    rake,
+    weighted_subset,
+)
 from synthset.privacy.tabular.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
 from synthset.privacy.tabular.encoder import TableEncoder, category_index, exact_stats, to_normal
 from synthset.privacy.tabular.prior import (
@@ -48,6 +54,7 @@ CONFIG = "synthesizer.json"
 FORMAT = "synthset-tabddpm/1"
 SAMPLE_CHUNK = 8192
 PRIOR = "prior.correlation"
+CLASS_SHARES = "calibration.class_shares."
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -147,8 +154,8 @@ class SynthesizerConfig(BaseModel):
     )
     calibrate: bool = Field(
         default=True,
-        description="draw oversample × n rows and keep n whose marginals match the encoder's "
-        "(synthset.privacy.tabular.calibrate)",
+        description="draw oversample × n rows and keep n whose marginals match the encoder's, "
+        "or without DP those within each target class (synthset.privacy.tabular.calibrate)",
     )
     oversample: float = Field(default=3.0, ge=1.0)
     prior_share: float = Field(
@@ -218,6 +225,7 @@ class TabularSynthesizer:
         self.model: Denoiser | None = None
         self.ledger: PrivacyLedger | None = None
         self.history: dict[str, Any] = {}
+        self.class_shares: list[np.ndarray] | None = None
 
     def _build(self) -> None:
         enc = self.encoder
@@ -319,6 +327,15 @@ class TabularSynthesizer:
         torch.manual_seed(cfg.seed)
         self._build()
         self._fit_prior(np.asarray(data["x_num"]))
+        if not cfg.private and self.encoder.target_kind == "classes":
+            self.class_shares = class_shares(
+                data["x_num"],
+                data["x_cat"],
+                data["y"],
+                self.encoder.n_classes,
+                self.encoder.category_sizes,
+                self._indicators(),
+            )
         tensors = [torch.from_numpy(np.array(data[k])) for k in ("x_num", "x_cat")]
         if "y" in data:
             tensors.append(torch.from_numpy(np.array(data["y"])))
@@ -511,7 +528,8 @@ class TabularSynthesizer:
         With a conditioning target, `target` fixes its value for every row (a scalar) or per
         row (a sequence of `n`); by default it is drawn from the target's (DP) distribution.
         With `calibrate`, `oversample`·n rows are drawn and n kept by weights that match the
-        encoder's marginals (`synthset.privacy.tabular.calibrate`); not when `target` is given.
+        encoder's marginals, or without DP each class's (`synthset.privacy.tabular.calibrate`);
+        not when `target` is given.
         """
         if self.model is None:
             raise RuntimeError("fit or load the synthesizer before sampling")
@@ -548,20 +566,30 @@ class TabularSynthesizer:
             cats.append(x_cat.numpy())
         return np.concatenate(nums), np.concatenate(cats)
 
-    def _calibrated(
-        self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None, n: int, seed: int
-    ) -> np.ndarray:
-        """Indices of `n` rows drawn by raking weights (`synthset.privacy.tabular.calibrate`)."""
+    def _indicators(self) -> list[int]:
+        """For each numeric column, the column of `x_cat` that says it is missing, or -1."""
         enc = self.encoder
         n_cat = len(enc.categorical)
-        indicators = [
+        return [
             n_cat + enc.indicators.index(name) if name in enc.indicators else -1
             for name in enc.numeric
         ]
-        cells = margins(x_num, x_cat, enc.category_priors(), indicators)
-        shares = enc.stats[enc.schema.target].shares if enc.target_kind == "classes" else None
-        if y is not None and shares is not None:
-            cells.append((y.astype(int), np.asarray(shares, dtype=np.float64)))
+
+    def _calibrated(
+        self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None, n: int, seed: int
+    ) -> np.ndarray:
+        """Indices of `n` rows drawn by raking weights (`synthset.privacy.tabular.calibrate`):
+        to the per-class margins where the fit kept them, else to the encoder's margins."""
+        enc = self.encoder
+        if y is not None and self.class_shares is not None:
+            cells = class_margins(
+                x_num, x_cat, y.astype(int), self.class_shares, self._indicators()
+            )
+        else:
+            cells = margins(x_num, x_cat, enc.category_priors(), self._indicators())
+            shares = enc.stats[enc.schema.target].shares if enc.target_kind == "classes" else None
+            if y is not None and shares is not None:
+                cells.append((y.astype(int), np.asarray(shares, dtype=np.float64)))
         weights = rake(cells, len(x_num), cap=len(x_num) / n)
         return weighted_subset(weights, n, np.random.default_rng([seed, len(x_num)]))
 
@@ -582,6 +610,8 @@ class TabularSynthesizer:
         tensors |= {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
         if self.diffusion.prior is not None:
             tensors[PRIOR] = torch.from_numpy(self.diffusion.prior.correlation)
+        for j, shares in enumerate(self.class_shares or []):
+            tensors[f"{CLASS_SHARES}{j}"] = torch.from_numpy(np.ascontiguousarray(shares))
         save_file(tensors, str(folder / WEIGHTS), metadata={"format": FORMAT})
         meta = {
             "format": FORMAT,
@@ -617,6 +647,8 @@ class TabularSynthesizer:
             self._set_prior(tensors[PRIOR].numpy())
         if meta.get("category_prior"):
             self._set_category_prior()
+        shares = sorted((k for k in tensors if k.startswith(CLASS_SHARES)), key=_suffix)
+        self.class_shares = [tensors[k].numpy() for k in shares] or None
         self.model.eval()
         self.history = meta.get("history", {})
         if meta.get("privacy"):
@@ -628,6 +660,10 @@ class TabularSynthesizer:
                 p["reserved_delta"],
             )
         return self
+
+
+def _suffix(key: str) -> int:
+    return int(key.rsplit(".", 1)[1])
 
 
 def _same(a: Any, b: Any) -> bool:

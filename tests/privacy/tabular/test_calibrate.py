@@ -1,10 +1,16 @@
-"""Calibration: raking weights bring a skewed pool of rows to the target marginals, and the
-weighted subset keeps distinct rows in order."""
+"""Calibration: raking weights bring a skewed pool of rows to the target marginals (overall or
+within each class), and the weighted subset keeps distinct rows in order."""
 
 import numpy as np
 from scipy.special import ndtr
 
-from synthset.privacy.tabular.calibrate import margins, rake, weighted_subset
+from synthset.privacy.tabular.calibrate import (
+    class_margins,
+    class_shares,
+    margins,
+    rake,
+    weighted_subset,
+)
 
 
 def test_raking_then_subsetting_matches_every_marginal():
@@ -25,3 +31,22 @@ def test_raking_then_subsetting_matches_every_marginal():
     present = x_num[keep][x_cat[keep, 2] == 0, 0]
     levels = np.histogram(ndtr(present), bins=4, range=(0, 1))[0] / len(present)
     assert np.abs(levels - 0.25).max() < 0.04
+
+
+def test_per_class_raking_keeps_what_each_class_looks_like():
+    rng = np.random.default_rng(0)
+    train_y = (rng.random(2000) < 0.1).astype(int)
+    train_flag = (rng.random(2000) < np.where(train_y == 1, 0.8, 0.2)).astype(int)
+    train_x = rng.normal(np.where(train_y == 1, 0.5, -0.1), 0.8)[:, None]
+    shares = class_shares(train_x, train_flag[:, None], train_y, 2, [2], [-1])
+    assert [s.shape for s in shares] == [(2, 2), (2, 21)]
+    assert np.isclose(shares[0].sum(), 1) and np.isclose(shares[0][1].sum(), train_y.mean())
+    pool_y = (rng.random(9000) < 0.1).astype(int)
+    pool_flag = (rng.random(9000) < np.where(pool_y == 1, 0.55, 0.35)).astype(int)
+    pool_x = rng.normal(0, 1, (9000, 1))
+    cells = class_margins(pool_x, pool_flag[:, None], pool_y, shares, [-1])
+    keep = weighted_subset(rake(cells, 9000, cap=3.0), 3000, np.random.default_rng(1))
+    for c in (0, 1):
+        rows, train = keep[pool_y[keep] == c], train_y == c
+        assert abs(pool_flag[rows].mean() - train_flag[train].mean()) < 0.05, c
+        assert abs(np.median(pool_x[rows, 0]) - np.median(train_x[train, 0])) < 0.15, c

@@ -50,6 +50,9 @@ def test_save_and_load_are_safetensors_and_json(fitted, tmp_path):
     assert meta["format"].startswith("synthset-tabddpm")
     again = TabularSynthesizer.load(folder)
     pd.testing.assert_frame_equal(again.sample(40, seed=3), fitted.sample(40, seed=3))
+    assert len(again.class_shares) == len(fitted.class_shares) > 0
+    for loaded, kept in zip(again.class_shares, fitted.class_shares, strict=True):
+        np.testing.assert_array_equal(loaded, kept)
 
 
 def test_learns_a_simple_table_with_missing_values():
@@ -90,6 +93,7 @@ def test_dp_model_saves_and_loads_with_its_accounting(table, tmp_path):
     again = TabularSynthesizer.load(synthesizer.save(tmp_path / "dp"))
     assert again.privacy() == synthesizer.privacy()
     assert again.privacy()["budget"]["delta"] == 1e-5
+    assert synthesizer.class_shares is None and again.class_shares is None
     pd.testing.assert_frame_equal(again.sample(30, seed=5), synthesizer.sample(30, seed=5))
 
 
