@@ -160,6 +160,7 @@ items:
     assert (rows["generator"] == "unet2d").all() and (rows["model"] == "ckpt").all()
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 def test_noise_multiplicity_gives_one_gradient_per_image():
     from opacus import GradSampleModule
 
