@@ -278,8 +278,15 @@ def _find(rows: list[dict[str, Any]], dataset: str, method: str) -> dict[str, An
     return next((r for r in rows if r["dataset"] == dataset and r["method"] == method), None)
 
 
-def _passes(fits: list[dict[str, Any]], check: Callable[[dict[str, Any]], bool]) -> str:
-    return f"{sum(check(f) for f in fits)}/{len(fits)} fits"
+def _per_fit(fits: list[dict[str, Any]], check: Callable[[dict[str, Any]], bool], text: str) -> str:
+    """A DP bar judged fit by fit: DP noise differs between fits, and a user gets one of
+    them, so the bar holds only when every fit meets it."""
+    passed = sum(bool(check(f)) for f in fits)
+    return f"{'PASS' if passed == len(fits) else 'MISS'}  {text} ({passed}/{len(fits)} fits)"
+
+
+def _worst(fit: dict[str, Any], key: str) -> float:
+    return max(map(abs, fit[key].values()), default=0.0)
 
 
 def bars(rows: list[dict[str, Any]]) -> list[str]:
@@ -309,30 +316,40 @@ def _dp_bars(rows: list[dict[str, Any]]) -> list[str]:
     actg = _find(rows, "actg320", "synthset DP ε=10")
     if actg:
         fits = actg["per_fit"]
-        qr_ok = actg["score"] >= 0.80
-        worst = max(actg["share_diff"].values())
+        qr = ", ".join(f"{f['score']:.3f}" for f in fits)
         lines.append(
-            f"{'PASS' if qr_ok else 'MISS'}  actg320        DP ε=10 QualityReport "
-            f"{actg['score']:.3f} ≥ 0.80 ({_passes(fits, lambda f: f['score'] >= 0.80)})"
+            _per_fit(
+                fits,
+                lambda f: f["score"] >= 0.80,
+                f"actg320        DP ε=10 QualityReport ≥ 0.80: {qr}",
+            )
         )
+        worst = ", ".join(f"{_worst(f, 'share_diff'):.1f}" for f in fits)
         lines.append(
-            f"{'PASS' if worst <= 5 else 'MISS'}  actg320        DP ε=10 no category share off "
-            f"by > 5 points (mean worst {worst:.1f}; "
-            f"{_passes(fits, lambda f: max(map(abs, f['share_diff'].values())) <= 5)})"
+            _per_fit(
+                fits,
+                lambda f: _worst(f, "share_diff") <= 5,
+                f"actg320        DP ε=10 no category share off by > 5 points: worst {worst}",
+            )
         )
     mixed = _find(rows, "mixed", "synthset DP ε=3")
     if mixed:
         fits = mixed["per_fit"]
+        lost = ", ".join(mixed["lost"]) or "none"
         lines.append(
-            f"{'PASS' if not mixed['lost'] else 'MISS'}  mixed          DP ε=3 every category "
-            f"with ≥ 5% share survives ({_passes(fits, lambda f: not f['lost'])}; "
-            f"lost: {', '.join(mixed['lost']) or 'none'})"
+            _per_fit(
+                fits,
+                lambda f: not f["lost"],
+                f"mixed          DP ε=3 every category with ≥ 5% share survives: lost {lost}",
+            )
         )
-        worst = max(mixed["missing_diff"].values(), default=0.0)
+        worst = ", ".join(f"{_worst(f, 'missing_diff'):.1f}" for f in fits)
         lines.append(
-            f"{'PASS' if worst <= 3 else 'MISS'}  mixed          DP ε=3 missing rates within 3 "
-            f"points (mean worst {worst:.1f}; "
-            f"{_passes(fits, lambda f: max(map(abs, f['missing_diff'].values())) <= 3)})"
+            _per_fit(
+                fits,
+                lambda f: _worst(f, "missing_diff") <= 3,
+                f"mixed          DP ε=3 missing rates within 3 points: worst {worst}",
+            )
         )
     return lines
 
