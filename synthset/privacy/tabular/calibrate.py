@@ -18,6 +18,8 @@ Under DP those per-class shares are not released, and the overall ones are used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.special import ndtr
 
@@ -116,10 +118,25 @@ def inclusion(weights: np.ndarray, n: int) -> np.ndarray:
     return p
 
 
-def weighted_subset(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def weighted_subset(
+    weights: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    strata: Sequence[np.ndarray] = (),
+) -> np.ndarray:
     """`n` distinct row indices, each kept with probability proportional to its weight
-    (systematic sampling over `inclusion`), in their original order so that a sample stays
-    reproducible from its seed."""
-    cumulative = np.cumsum(inclusion(weights, n))
+    (systematic sampling over `inclusion`), returned in ascending order.
+
+    Rows are visited sorted by `strata` (sort keys, most important first; ties in a random
+    order from `rng`). A systematic sample over sorted rows is an implicitly stratified one:
+    every stratum gets its expected number of rows to within about one, where a random order
+    leaves binomial noise on every share that raking made exact (DP mixed table at ε = 3,
+    10 draws: worst category share 2.2 points off its target in random order, 0.75 sorted;
+    worst missing rate 0.73 → 0.19). Inclusion probabilities are unchanged by the order."""
+    order = rng.permutation(len(weights))
+    if strata:
+        order = order[np.lexsort([key[order] for key in reversed(strata)])]
+    cumulative = np.cumsum(inclusion(weights, n)[order])
     points = rng.random() + np.arange(n)
-    return np.minimum(np.searchsorted(cumulative, points, side="right"), len(weights) - 1)
+    picked = np.minimum(np.searchsorted(cumulative, points, side="right"), len(weights) - 1)
+    return np.sort(order[picked])

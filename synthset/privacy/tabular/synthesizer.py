@@ -32,6 +32,7 @@ from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, default
 from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.tabular.calibrate import (
+    cells,
     class_margins,
     class_shares,
     margins,
@@ -582,16 +583,32 @@ class TabularSynthesizer:
         to the per-class margins where the fit kept them, else to the encoder's margins."""
         enc = self.encoder
         if y is not None and self.class_shares is not None:
-            cells = class_margins(
+            targets = class_margins(
                 x_num, x_cat, y.astype(int), self.class_shares, self._indicators()
             )
         else:
-            cells = margins(x_num, x_cat, enc.category_priors(), self._indicators())
+            targets = margins(x_num, x_cat, enc.category_priors(), self._indicators())
             shares = enc.stats[enc.schema.target].shares if enc.target_kind == "classes" else None
             if y is not None and shares is not None:
-                cells.append((y.astype(int), np.asarray(shares, dtype=np.float64)))
-        weights = rake(cells, len(x_num), cap=len(x_num) / n)
-        return weighted_subset(weights, n, np.random.default_rng([seed, len(x_num)]))
+                targets.append((y.astype(int), np.asarray(shares, dtype=np.float64)))
+        weights = rake(targets, len(x_num), cap=len(x_num) / n)
+        rng = np.random.default_rng([seed, len(x_num)])
+        return weighted_subset(weights, n, rng, self._strata(x_num, x_cat, y))
+
+    def _strata(self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None) -> list:
+        """Sort keys of the calibrated subset (`weighted_subset`): whether each column is
+        missing first (rare cells, whose rates a release is judged by), then the target class,
+        then every column's cell."""
+        enc = self.encoder
+        keys = [
+            x_cat[:, j] == enc.stats[name].categories.index(None)
+            for j, name in enumerate(enc.categorical)
+            if None in enc.stats[name].categories
+        ]
+        keys += [x_cat[:, len(enc.categorical) + k] == 1 for k in range(len(enc.indicators))]
+        if y is not None and enc.target_kind == "classes":
+            keys.append(y)
+        return keys + cells(x_num, x_cat, self._indicators())
 
     def privacy(self) -> dict[str, Any] | None:
         """The privacy accounting of the fit, None without DP."""

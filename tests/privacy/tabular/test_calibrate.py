@@ -7,6 +7,7 @@ from scipy.special import ndtr
 from synthset.privacy.tabular.calibrate import (
     class_margins,
     class_shares,
+    inclusion,
     margins,
     rake,
     weighted_subset,
@@ -50,3 +51,19 @@ def test_per_class_raking_keeps_what_each_class_looks_like():
         rows, train = keep[pool_y[keep] == c], train_y == c
         assert abs(pool_flag[rows].mean() - train_flag[train].mean()) < 0.05, c
         assert abs(np.median(pool_x[rows, 0]) - np.median(train_x[train, 0])) < 0.15, c
+
+
+def test_sorting_by_strata_gives_each_stratum_its_expected_rows():
+    rng = np.random.default_rng(0)
+    group = rng.choice(5, 9000, p=[0.5, 0.2, 0.15, 0.1, 0.05])
+    flag = (rng.random(9000) < 0.04).astype(int)
+    weights = rng.gamma(2.0, 1.0, 9000)
+    p = inclusion(weights, 3000)
+    plain = weighted_subset(weights, 3000, np.random.default_rng(1))
+    sorted_ = weighted_subset(weights, 3000, np.random.default_rng(1), [flag, group])
+    assert len(set(sorted_)) == 3000 and np.all(np.diff(sorted_) > 0)
+    for key in (flag, group):
+        expected = np.bincount(key, weights=p)
+        assert np.abs(np.bincount(key[sorted_], minlength=len(expected)) - expected).max() <= 2
+    expected = np.bincount(group, weights=p)
+    assert np.abs(np.bincount(group[plain], minlength=5) - expected).max() > 5
