@@ -32,7 +32,6 @@ from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, default
 from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.tabular.calibrate import (
-    cells,
     class_margins,
     class_shares,
     margins,
@@ -598,7 +597,9 @@ class TabularSynthesizer:
     def _strata(self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None) -> list:
         """Sort keys of the calibrated subset (`weighted_subset`): whether each column is
         missing first (rare cells, whose rates a release is judged by), then the target class,
-        then every column's cell."""
+        then each categorical column. Not the numeric bins: holding a sample to the training
+        rows' exact quantile bins brought it closer to them (diabetes, 5 paired fits: DCR
+        share 0.558 → 0.568) for no gain in the shares."""
         enc = self.encoder
         keys = [
             x_cat[:, j] == enc.stats[name].categories.index(None)
@@ -608,7 +609,7 @@ class TabularSynthesizer:
         keys += [x_cat[:, len(enc.categorical) + k] == 1 for k in range(len(enc.indicators))]
         if y is not None and enc.target_kind == "classes":
             keys.append(y)
-        return keys + cells(x_num, x_cat, self._indicators())
+        return keys + list(x_cat.T)
 
     def privacy(self) -> dict[str, Any] | None:
         """The privacy accounting of the fit, None without DP."""
