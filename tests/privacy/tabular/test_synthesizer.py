@@ -109,7 +109,8 @@ def test_unset_settings_follow_the_privacy_mode():
 
     plain, private = SynthesizerConfig(), SynthesizerConfig(epsilon=1.0)
     assert plain.hidden == DEFAULTS["plain"]["hidden"] and plain.steps == 1500
-    assert plain.prior == "gaussian"
+    assert plain.prior == "gaussian" and plain.max_epochs == 600
+    assert private.max_epochs is None
     assert private.hidden == DEFAULTS["dp"]["hidden"] and private.batch_size == 4096
     mixed = TabularSynthesizer(SynthesizerConfig(steps=9), epsilon=2.0).config
     assert mixed.steps == 9 and mixed.hidden == DEFAULTS["dp"]["hidden"]
@@ -145,3 +146,10 @@ def test_a_numeric_target_is_modelled_as_a_column_unless_asked(frame):
     conditioned.fit(table.frame, table.schema)
     assert conditioned.encoder.target_kind == "numeric"
     assert (conditioned.sample(5, target=40)["age"] == 40).all()
+
+
+def test_training_stops_at_steps_or_max_epochs_whichever_comes_first(table):
+    capped = TabularSynthesizer(**TINY | {"steps": 100, "max_epochs": 5})
+    assert capped.fit(table.frame, table.schema).history["steps"] == 19  # ⌈5 · 240 / 64⌉
+    exact = TabularSynthesizer(**TINY | {"steps": 15, "max_epochs": 5})
+    assert exact.fit(table.frame, table.schema).history["steps"] == 15
