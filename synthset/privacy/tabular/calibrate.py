@@ -94,12 +94,12 @@ def class_margins(
     return [(y * s.shape[1] + i, s.ravel()) for i, s in zip(index, shares, strict=True)]
 
 
-def rake(cells: list[tuple[np.ndarray, np.ndarray]], rows: int, cap: float) -> np.ndarray:
+def rake(targets: list[tuple[np.ndarray, np.ndarray]], rows: int, cap: float) -> np.ndarray:
     """Row weights (mean 1, none above `cap`) whose weighted cell shares approach every
     target share. With `cap` = rows / kept, no row needs to be kept more than once."""
     weights = np.ones(rows)
     for _ in range(RAKING_ROUNDS):
-        for index, target in cells:
+        for index, target in targets:
             current = np.bincount(index, weights=weights, minlength=len(target))
             current = current / current.sum()
             factor = np.where(current > 0, target / np.maximum(current, 1e-12), 1.0)
