@@ -401,7 +401,7 @@ def main() -> None:
     print("\n" + "\n".join(table_lines(rows)))
     print("\nQR: sdmetrics QualityReport as shipped (pairs with real |corr| > 0.5 or association")
     print("> 0.3 only; '–' when none qualify); QR all pairs: thresholds 0. diabetes: R², else AUC.")
-    print(f"Mean ± sd over {args.repeats} fits (DP rows: {args.dp_repeats}).\n")
+    print("Mean ± sd over each row's fits (the fits column).\n")
     print("\n".join(drift_lines(rows)) + "\n")
     print("\n".join(bars(rows)))
 
