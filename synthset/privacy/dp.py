@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,6 +73,18 @@ def _accountant(mechanisms: list[Mechanism]) -> Any:
     accountant = RDPAccountant()
     accountant.history = [(m.noise_multiplier, m.sample_rate, m.steps) for m in mechanisms]
     return accountant
+
+
+@contextmanager
+def quiet_opacus() -> Iterator[None]:
+    """Silence, inside the block only, Opacus warnings that tell a synthset user nothing: the
+    secure-RNG notice (synthset seeds Opacus's noise generator from OS entropy itself) and
+    PyTorch's backward-hook notices for layers whose input needs no gradient."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        warnings.filterwarnings("ignore", message="Using a non-full backward hook")
+        yield
 
 
 def compose_epsilon(mechanisms: list[Mechanism], delta: float) -> float:

@@ -24,7 +24,6 @@ import json
 import math
 import secrets
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,13 @@ import torch
 
 from synthset.atomic import atomic_path
 from synthset.errors import SynthsetError
-from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, default_delta
+from synthset.privacy.dp import (
+    Mechanism,
+    PrivacyBudget,
+    PrivacyLedger,
+    default_delta,
+    quiet_opacus,
+)
 from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.medical.config import PretrainConfig, TrainConfig
@@ -427,7 +432,8 @@ class Trainer:
             self._save(model, ema.module, None)
         if self.progress.epoch < cfg.epochs:
             if cfg.private:
-                self._train_private(model, ema, optimizer_state)
+                with quiet_opacus():
+                    self._train_private(model, ema, optimizer_state)
             else:
                 self._train_plain(model, ema, optimizer_state)
         return TrainedModel(
@@ -520,9 +526,6 @@ class Trainer:
         data = TensorDataset(x, y) if y is not None else TensorDataset(x)
         batch = max(1, round(p.sample_rate * len(x)))
         optimizer = self._optimizer(model, state)
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        warnings.filterwarnings("ignore", message="Using a non-full backward hook")
         engine = PrivacyEngine(accountant="rdp")
         private, optimizer, loader = engine.make_private(
             module=model,

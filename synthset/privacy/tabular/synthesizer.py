@@ -18,7 +18,6 @@ import json
 import math
 import secrets
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +27,13 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from synthset.privacy.dp import Mechanism, PrivacyBudget, PrivacyLedger, default_delta
+from synthset.privacy.dp import (
+    Mechanism,
+    PrivacyBudget,
+    PrivacyLedger,
+    default_delta,
+    quiet_opacus,
+)
 from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.tabular.calibrate import (
@@ -350,7 +355,11 @@ class TabularSynthesizer:
         if "y" in data:
             tensors.append(torch.from_numpy(np.array(data["y"])))
         seconds_prep = time.perf_counter() - t0
-        losses = self._train_private(tensors) if cfg.private else self._train(tensors)
+        if cfg.private:
+            with quiet_opacus():
+                losses = self._train_private(tensors)
+        else:
+            losses = self._train(tensors)
         self.history = {
             "rows": len(frame),
             "steps": len(losses),
@@ -458,8 +467,6 @@ class TabularSynthesizer:
         noise = torch.Generator().manual_seed(secrets.randbits(63))
         optimizer, _ = self._optimizer(module, cfg.steps)
         loader = DataLoader(TensorDataset(*tensors), batch_size=batch)
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
         engine = PrivacyEngine(accountant="rdp")
         model, optimizer, loader = engine.make_private(
             module=module,
