@@ -600,21 +600,19 @@ class TabularSynthesizer:
     ) -> np.ndarray:
         """Indices of `n` rows drawn by raking weights (`synthset.privacy.tabular.calibrate`):
         to the per-class margins where the fit kept them, else to the encoder's margins."""
-        enc = self.encoder
+        enc, indicators = self.encoder, self._indicators()
         if y is not None and self.class_shares is not None:
-            targets = class_margins(
-                x_num, x_cat, y.astype(int), self.class_shares, self._indicators()
-            )
+            targets = class_margins(x_num, x_cat, y.astype(int), self.class_shares, indicators)
         else:
-            targets = margins(x_num, x_cat, enc.category_priors(), self._indicators())
+            targets = margins(x_num, x_cat, enc.category_priors(), indicators)
             shares = enc.stats[enc.schema.target].shares if enc.target_kind == "classes" else None
             if y is not None and shares is not None:
                 targets.append((y.astype(int), np.asarray(shares, dtype=np.float64)))
         weights = rake(targets, len(x_num), cap=len(x_num) / n)
         rng = np.random.default_rng([seed, len(x_num)])
-        return weighted_subset(weights, n, rng, self._strata(x_num, x_cat, y))
+        return weighted_subset(weights, n, rng, self._strata(x_cat, y))
 
-    def _strata(self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None) -> list:
+    def _strata(self, x_cat: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
         """Sort keys of the calibrated subset (`weighted_subset`): whether each column is
         missing first (rare cells, whose rates a release is judged by), then the target class,
         then each categorical column. Not the numeric bins: holding a sample to the training
