@@ -7,7 +7,9 @@ Gaussian noise of standard deviation z (L2 sensitivity 1 per histogram):
   signed half-octaves (±2^-10 … ±2^30); starting from the bin with the largest noisy count,
   the range grows over adjacent bins whose noisy count passes 2z, so a noise spike beyond an
   empty bin cannot stretch it (values outside are clipped: a thin tail is cut rather than
-  a range doubled by noise, which would put synthetic values where no row lies);
+  a range doubled by noise, which would put synthetic values where no row lies); one more
+  bin counts the missing values, which costs nothing (each row still adds 1 to one bin) and
+  gives a second noisy missing count, averaged with the quantile histogram's (noise z/√2);
 - its quantile map: a histogram of `bins` equal-width bins between the bounds plus one bin
   for missing values; the noisy cumulative counts, made monotone, give a piecewise-linear
   CDF (see `noisy_cdf`); with per-class maps, one value histogram per class plus the one
@@ -28,6 +30,8 @@ the budget's preprocessing share; they enter the ledger as one Gaussian mechanis
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -55,12 +59,23 @@ def _noisy(counts: np.ndarray, z: float, rng: np.random.Generator) -> np.ndarray
     return counts + rng.normal(0.0, z, size=counts.shape)
 
 
+class Bounds(NamedTuple):
+    """A noisy range, whether it fell back to the strongest bin, and the noisy missing count."""
+
+    lower: float
+    upper: float
+    fallback: bool
+    missing: float
+
+
 def _bounds(
     values: np.ndarray, z: float, rng: np.random.Generator, grid: np.ndarray = GRID
-) -> tuple[float, float, bool]:
-    observed = np.clip(values[~np.isnan(values)], grid[0], grid[-1])
+) -> Bounds:
+    present = ~np.isnan(values)
+    observed = np.clip(values[present], grid[0], grid[-1])
     index = np.clip(np.searchsorted(grid, observed, side="right") - 1, 0, len(grid) - 2)
-    noisy = _noisy(np.bincount(index, minlength=len(grid) - 1).astype(float), z, rng)
+    counts = np.append(np.bincount(index, minlength=len(grid) - 1), (~present).sum())
+    noisy, missing = np.split(_noisy(counts.astype(float), z, rng), [-1])
     passed = noisy > BOUNDS_THRESHOLD * z
     anchor = int(np.argmax(noisy))
     low = high = anchor
@@ -71,7 +86,7 @@ def _bounds(
     fallback = not passed[anchor]
     if fallback:
         low, high = max(anchor - 1, 0), min(anchor + 1, len(noisy) - 1)
-    return float(grid[low]), float(grid[high + 1]), fallback
+    return Bounds(float(grid[low]), float(grid[high + 1]), fallback, float(missing[0]))
 
 
 def _per_class(
@@ -83,6 +98,7 @@ def _per_class(
     bins: int,
     z: float,
     rng: np.random.Generator,
+    other_missing: float | None = None,
 ) -> ColumnStats:
     """One noisy histogram of present values per class and one count of missing values over
     all rows: each row adds 1 to one of these bins, so together they are one histogram
@@ -94,7 +110,8 @@ def _per_class(
     counts = [np.histogram(clipped[present & (classes == c)], edges)[0] for c in range(n_classes)]
     noisy = _noisy(np.stack(counts).astype(float), z, rng)
     missing = _noisy(np.array([float((~present).sum())]), z, rng)
-    stats = _from_counts(np.append(noisy.sum(axis=0), missing), edges, lower, upper, z)
+    counts = np.append(noisy.sum(axis=0), missing)
+    stats = _from_counts(counts, edges, lower, upper, z, other_missing)
     stats.class_levels = np.stack([noisy_cdf(row) for row in noisy])
     return stats
 
@@ -121,21 +138,38 @@ def noisy_cdf(counts: np.ndarray, uniform_share: float = UNIFORM_SHARE) -> np.nd
 
 
 def _quantiles(
-    values: np.ndarray, lower: float, upper: float, bins: int, z: float, rng: np.random.Generator
+    values: np.ndarray,
+    lower: float,
+    upper: float,
+    bins: int,
+    z: float,
+    rng: np.random.Generator,
+    other_missing: float | None = None,
 ) -> ColumnStats:
     missing = np.isnan(values)
     observed = np.clip(values[~missing], lower, upper)
     edges = np.linspace(lower, upper, bins + 1)
     counts = np.histogram(observed, bins=edges)[0].astype(float)
     noisy = _noisy(np.append(counts, missing.sum()), z, rng)
-    return _from_counts(noisy, edges, lower, upper, z)
+    return _from_counts(noisy, edges, lower, upper, z, other_missing)
 
 
 def _from_counts(
-    noisy: np.ndarray, edges: np.ndarray, lower: float, upper: float, z: float
+    noisy: np.ndarray,
+    edges: np.ndarray,
+    lower: float,
+    upper: float,
+    z: float,
+    other_missing: float | None = None,
 ) -> ColumnStats:
-    """Stats from noisy value-bin counts with the missing count last."""
-    nullable = bool(noisy[-1] > MISSING_THRESHOLD * z)
+    """Stats from noisy value-bin counts with the missing count last. `other_missing`, the
+    bounds histogram's noisy missing count (same noise z, independent), is averaged in: the
+    missing count's noise falls to z/√2, and the threshold for keeping it scales with it."""
+    noise = z
+    if other_missing is not None:
+        noisy = np.append(noisy[:-1], (noisy[-1] + other_missing) / 2)
+        noise = z / np.sqrt(2)
+    nullable = bool(noisy[-1] > MISSING_THRESHOLD * noise)
     return ColumnStats(
         knots=edges,
         levels=noisy_cdf(noisy[:-1]),
@@ -266,17 +300,19 @@ def dp_stats(
     )
     for spec in numeric:
         values = as_float(frame[spec.name], spec)
-        lower, upper = spec.lower, spec.upper
+        lower, upper, missing = spec.lower, spec.upper, None
         if lower is None or upper is None:
             grid = DATE_GRID if spec.kind == "datetime" else GRID
-            lower, upper, fallback = _bounds(values, z, rng, grid)
+            lower, upper, fallback, missing = _bounds(values, z, rng, grid)
             if fallback:
                 ledger.notes.append(
                     f"{spec.name}: no bounds bin passed the threshold; the strongest noisy bin "
                     "was used (declare its bounds for better results)"
                 )
         if classes is not None:
-            out[spec.name] = _per_class(values, classes, len(class_set), lower, upper, bins, z, rng)
+            out[spec.name] = _per_class(
+                values, classes, len(class_set), lower, upper, bins, z, rng, missing
+            )
         else:
-            out[spec.name] = _quantiles(values, lower, upper, bins, z, rng)
+            out[spec.name] = _quantiles(values, lower, upper, bins, z, rng, missing)
     return out
