@@ -129,14 +129,19 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     every_properties = every.get_properties().set_index("Property")["Score"]
     shapes = default.get_details("Column Shapes")
     pairs = default.get_details("Column Pair Trends")
+    scored = pairs["Meets Threshold?"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     return {
         "score": float(default.get_score()),
         "column_shapes": float(properties["Column Shapes"]),
         "column_pair_trends": float(properties["Column Pair Trends"]),
-        "pairs_scored": int(pairs["Meets Threshold?"].astype("boolean").fillna(False).sum()),
+        "pairs_scored": int(scored.sum()),
         "score_all_pairs": float(every.get_score()),
         "column_pair_trends_all_pairs": float(every_properties["Column Pair Trends"]),
         "per_column": {str(r["Column"]): float(r["Score"]) for _, r in shapes.iterrows()},
+        "per_pair": {
+            f"{r['Column 1']} × {r['Column 2']}": float(r["Score"])
+            for _, r in pairs[scored].iterrows()
+        },
     }
 
 
