@@ -110,8 +110,8 @@ def _per_class(
     counts = [np.histogram(clipped[present & (classes == c)], edges)[0] for c in range(n_classes)]
     noisy = _noisy(np.stack(counts).astype(float), z, rng)
     missing = _noisy(np.array([float((~present).sum())]), z, rng)
-    counts = np.append(noisy.sum(axis=0), missing)
-    stats = _from_counts(counts, edges, lower, upper, z, other_missing)
+    overall = np.append(noisy.sum(axis=0), missing)
+    stats = _from_counts(overall, edges, lower, upper, z, other_missing)
     stats.class_levels = np.stack([noisy_cdf(row) for row in noisy])
     return stats
 

@@ -142,12 +142,12 @@ class SynthesizerConfig(BaseModel):
     delta: float | None = Field(default=None, gt=0, lt=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
     preprocessing_share: float = Field(
-        default=0.4,
+        default=0.5,
         gt=0,
         lt=1,
         description="share of the DP budget for the encoder's statistics: the marginals the "
-        "priors and the calibration rest on (at ε = 3 on 560 rows, 0.4 keeps missing and "
-        "category shares within about 3 points)",
+        "priors and the calibration rest on (at ε = 3 on 560 rows, 0.5 keeps every missing "
+        "rate within 3 points in 88% of releases, 0.4 in 80%)",
     )
     dp_bins: int = Field(default=10, ge=2)
     dp_partition: Literal["models", "maps", "none"] = Field(
@@ -174,7 +174,7 @@ class SynthesizerConfig(BaseModel):
     )
     oversample: float = Field(default=3.0, ge=1.0)
     prior_share: float = Field(
-        default=0.5, gt=0, lt=1, description="share of the DP budget for the copula"
+        default=0.4, gt=0, lt=1, description="share of the DP budget for the copula"
     )
     dp_draws: int = Field(
         default=8, ge=1, description="(t, noise) draws averaged per row under DP-SGD"
