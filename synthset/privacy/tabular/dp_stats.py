@@ -89,33 +89,6 @@ def _bounds(
     return Bounds(float(grid[low]), float(grid[high + 1]), fallback, float(missing[0]))
 
 
-def _per_class(
-    values: np.ndarray,
-    classes: np.ndarray,
-    n_classes: int,
-    lower: float,
-    upper: float,
-    bins: int,
-    z: float,
-    rng: np.random.Generator,
-    other_missing: float | None = None,
-) -> ColumnStats:
-    """One noisy histogram of present values per class and one count of missing values over
-    all rows: each row adds 1 to one of these bins, so together they are one histogram
-    (sensitivity 1), and the missing share gets noise z rather than the z·√classes of a sum
-    of per-class missing counts. The overall map is the classes' mixture."""
-    edges = np.linspace(lower, upper, bins + 1)
-    present = ~np.isnan(values)
-    clipped = np.clip(values, lower, upper)
-    counts = [np.histogram(clipped[present & (classes == c)], edges)[0] for c in range(n_classes)]
-    noisy = _noisy(np.stack(counts).astype(float), z, rng)
-    missing = _noisy(np.array([float((~present).sum())]), z, rng)
-    overall = np.append(noisy.sum(axis=0), missing)
-    stats = _from_counts(overall, edges, lower, upper, z, other_missing)
-    stats.class_levels = np.stack([noisy_cdf(row) for row in noisy])
-    return stats
-
-
 def noisy_cdf(counts: np.ndarray, uniform_share: float = UNIFORM_SHARE) -> np.ndarray:
     """CDF levels at the bin edges from noisy bin counts.
 
@@ -144,14 +117,26 @@ def _quantiles(
     bins: int,
     z: float,
     rng: np.random.Generator,
+    classes: tuple[np.ndarray, int] | None = None,
     other_missing: float | None = None,
 ) -> ColumnStats:
-    missing = np.isnan(values)
-    observed = np.clip(values[~missing], lower, upper)
+    """A noisy histogram of present values, or with `classes` (each row's class, the number
+    of classes) one per class, and one count of missing values over all rows: each row adds 1
+    to one of these bins, so together they are one histogram (sensitivity 1), and the missing
+    share gets noise z rather than the z·√classes of a sum of per-class missing counts. The
+    overall map is the classes' mixture."""
+    index, n_classes = classes if classes is not None else (np.zeros(len(values), int), 1)
     edges = np.linspace(lower, upper, bins + 1)
-    counts = np.histogram(observed, bins=edges)[0].astype(float)
-    noisy = _noisy(np.append(counts, missing.sum()), z, rng)
-    return _from_counts(noisy, edges, lower, upper, z, other_missing)
+    present = ~np.isnan(values)
+    clipped = np.clip(values, lower, upper)
+    counts = [np.histogram(clipped[present & (index == c)], edges)[0] for c in range(n_classes)]
+    noisy = _noisy(np.stack(counts).astype(float), z, rng)
+    missing = _noisy(np.array([float((~present).sum())]), z, rng)
+    overall = np.append(noisy.sum(axis=0), missing)
+    stats = _from_counts(overall, edges, lower, upper, z, other_missing)
+    if classes is not None:
+        stats.class_levels = np.stack([noisy_cdf(row) for row in noisy])
+    return stats
 
 
 def _from_counts(
@@ -280,10 +265,10 @@ def dp_stats(
     tau = 1 + z * float(ndtri(1 - delta_extra / max(len(need_keys), 1))) if need_keys else 0.0
     out = _category_stats(frame, schema, z, tau, rng)
     target = schema.column(schema.target) if schema.target else None
-    classes, class_set = None, []
+    partition = None
     if per_class and target is not None and target.name in out:
         class_set = out[target.name].categories
-        classes = category_index(frame[target.name], class_set)
+        partition = category_index(frame[target.name], class_set), len(class_set)
         covers[0] = (
             f"quantile maps and missing shares of {len(numeric)} numeric columns, one per "
             "target class (disjoint rows: parallel composition)"
@@ -309,10 +294,5 @@ def dp_stats(
                     f"{spec.name}: no bounds bin passed the threshold; the strongest noisy bin "
                     "was used (declare its bounds for better results)"
                 )
-        if classes is not None:
-            out[spec.name] = _per_class(
-                values, classes, len(class_set), lower, upper, bins, z, rng, missing
-            )
-        else:
-            out[spec.name] = _quantiles(values, lower, upper, bins, z, rng, missing)
+        out[spec.name] = _quantiles(values, lower, upper, bins, z, rng, partition, missing)
     return out
