@@ -28,17 +28,19 @@ RAKING_ROUNDS = 30
 MAX_WEIGHT_RATIO = 20.0
 
 
-def cells(x_num: np.ndarray, x_cat: np.ndarray, indicators: list[int]) -> list[np.ndarray]:
+def cells(
+    x_num: np.ndarray, x_cat: np.ndarray, indicators: list[int], bins: int = NUMERIC_BINS
+) -> list[np.ndarray]:
     """Each row's cell in every column: a categorical column's category (indicators too), a
-    numeric column's bin among twenty equal CDF-level bins, or `NUMERIC_BINS` where missing.
+    numeric column's bin among `bins` equal CDF-level bins, or `bins` where missing.
 
     `indicators[j]` is the column of `x_cat` that says numeric column j is missing, or -1.
     """
     out = [x_cat[:, j] for j in range(x_cat.shape[1])]
     for j in range(x_num.shape[1]):
-        index = np.minimum((ndtr(x_num[:, j]) * NUMERIC_BINS).astype(int), NUMERIC_BINS - 1)
+        index = np.minimum((ndtr(x_num[:, j]) * bins).astype(int), bins - 1)
         if indicators[j] >= 0:
-            index = np.where(x_cat[:, indicators[j]] == 1, NUMERIC_BINS, index)
+            index = np.where(x_cat[:, indicators[j]] == 1, bins, index)
         out.append(index)
     return out
 

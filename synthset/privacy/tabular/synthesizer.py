@@ -37,6 +37,7 @@ from synthset.privacy.dp import (
 from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.tabular.calibrate import (
+    cells,
     class_margins,
     class_shares,
     margins,
@@ -45,6 +46,7 @@ from synthset.privacy.tabular.calibrate import (
 )
 from synthset.privacy.tabular.diffusion import SCHEDULERS, Denoiser, MixedDiffusion
 from synthset.privacy.tabular.encoder import TableEncoder, category_index, exact_stats, to_normal
+from synthset.privacy.tabular.pairs import PAIR_BINS, PairColumns, PairMargin, release_pairs
 from synthset.privacy.tabular.prior import (
     GaussianPrior,
     category_log_prior,
@@ -60,6 +62,7 @@ FORMAT = "synthset-tabddpm/1"
 SAMPLE_CHUNK = 8192
 PRIOR = "prior.correlation"
 CLASS_SHARES = "calibration.class_shares."
+PAIRS = "calibration.pairs."
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -174,10 +177,23 @@ class SynthesizerConfig(BaseModel):
     )
     oversample: float = Field(default=3.0, ge=1.0)
     prior_share: float = Field(
-        default=0.4, gt=0, lt=1, description="share of the DP budget for the copula"
+        default=0.3, gt=0, lt=1, description="share of the DP budget for the copula"
     )
     dp_draws: int = Field(
         default=8, ge=1, description="(t, noise) draws averaged per row under DP-SGD"
+    )
+    pairs: int = Field(
+        default=5,
+        ge=0,
+        description="under DP, at most this many two-way margins of the pairs of columns the "
+        "priors get most wrong are released, and calibration matches them "
+        "(synthset.privacy.tabular.pairs); 0: none",
+    )
+    pair_share: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="share of the DP budget for selecting and measuring them",
     )
 
     def model_post_init(self, _: Any) -> None:
@@ -191,15 +207,23 @@ class SynthesizerConfig(BaseModel):
             )
         if self.delta is not None and self.epsilon is None:
             raise ValueError("delta is given without epsilon")
-        gaussian = self.private and self.prior == "gaussian"
-        if gaussian and self.preprocessing_share + self.prior_share >= 1:
+        if self.private and sum(self.shares().values()) >= 1:
             raise ValueError(
-                "preprocessing_share + prior_share must leave part of the budget for DP-SGD"
+                " + ".join(self.shares()) + " must leave part of the budget for DP-SGD"
             )
 
     @property
     def private(self) -> bool:
         return self.epsilon is not None
+
+    def shares(self) -> dict[str, float]:
+        """The shares of the DP budget set aside before DP-SGD, by setting."""
+        out = {"preprocessing_share": self.preprocessing_share}
+        if self.prior == "gaussian":
+            out["prior_share"] = self.prior_share
+        if self.pairs:
+            out["pair_share"] = self.pair_share
+        return out
 
     def given(self) -> dict[str, Any]:
         """The settings not filled in from DEFAULTS (to merge with overrides)."""
@@ -241,6 +265,7 @@ class TabularSynthesizer:
         self.ledger: PrivacyLedger | None = None
         self.history: dict[str, Any] = {}
         self.class_shares: list[np.ndarray] | None = None
+        self.pair_margins: list[PairMargin] = []
 
     def _build(self) -> None:
         enc = self.encoder
@@ -342,6 +367,11 @@ class TabularSynthesizer:
         torch.manual_seed(cfg.seed)
         self._build()
         self._fit_prior(np.asarray(data["x_num"]))
+        if cfg.private and cfg.pairs:
+            columns = self._pair_columns(data["x_num"], data["x_cat"], data.get("y"))
+            self.pair_margins = release_pairs(
+                columns, self.ledger, cfg.pair_share, cfg.pairs, np.random.default_rng()
+            )
         if not cfg.private and self.encoder.target_kind == "classes":
             self.class_shares = class_shares(
                 data["x_num"],
@@ -608,9 +638,35 @@ class TabularSynthesizer:
             shares = enc.stats[enc.schema.target].shares if enc.target_kind == "classes" else None
             if y is not None and shares is not None:
                 targets.append((y.astype(int), np.asarray(shares, dtype=np.float64)))
+            if self.pair_margins:
+                columns = self._pair_columns(x_num, x_cat, y)
+                targets += [(columns.joint(p.first, p.second), p.shares) for p in self.pair_margins]
         weights = rake(targets, len(x_num), cap=len(x_num) / n)
         rng = np.random.default_rng([seed, len(x_num)])
         return weighted_subset(weights, n, rng, self._strata(x_cat, y))
+
+    def _pair_columns(
+        self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None
+    ) -> PairColumns:
+        """The categorical features, the numeric ones in `PAIR_BINS` CDF-level bins (plus
+        missing where they have it), and a class target, with their shares under the priors
+        (`synthset.privacy.tabular.pairs`)."""
+        enc = self.encoder
+        n_cat, priors = len(enc.categorical), enc.category_priors()
+        binned = cells(x_num, x_cat, self._indicators(), PAIR_BINS)[x_cat.shape[1] :]
+        numeric = []
+        for j in self._indicators():
+            present = np.full(PAIR_BINS, 1 / PAIR_BINS)
+            numeric.append(present if j < 0 else np.append(present * priors[j][0], priors[j][1]))
+        columns = [x_cat[:, j] for j in range(n_cat)] + binned
+        shares, names = priors[:n_cat] + numeric, enc.categorical + enc.numeric
+        flags = [False] * n_cat + [True] * len(numeric)
+        if y is not None and enc.target_kind == "classes":
+            columns.append(y.astype(int))
+            shares.append(np.asarray(enc.stats[enc.schema.target].shares, dtype=np.float64))
+            names.append(enc.schema.target)
+            flags.append(False)
+        return PairColumns(columns, shares, names, flags)
 
     def _strata(self, x_cat: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
         """Sort keys of the calibrated subset (`weighted_subset`): whether each column is
@@ -648,6 +704,8 @@ class TabularSynthesizer:
             tensors[PRIOR] = torch.from_numpy(self.diffusion.prior.correlation)
         for j, shares in enumerate(self.class_shares or []):
             tensors[f"{CLASS_SHARES}{j}"] = torch.from_numpy(np.ascontiguousarray(shares))
+        for j, pair in enumerate(self.pair_margins):
+            tensors[f"{PAIRS}{j}"] = torch.from_numpy(np.ascontiguousarray(pair.shares))
         save_file(tensors, str(folder / WEIGHTS), metadata={"format": FORMAT})
         meta = {
             "format": FORMAT,
@@ -657,6 +715,7 @@ class TabularSynthesizer:
             "history": self.history,
             "scheduler": dict(self.diffusion.scheduler.config),
             "category_prior": self.diffusion.category_prior is not None,
+            "pairs": [[p.first, p.second] for p in self.pair_margins],
         }
         (folder / CONFIG).write_text(json.dumps(meta, indent=2, default=_json) + "\n")
         return folder
@@ -685,6 +744,10 @@ class TabularSynthesizer:
             self._set_category_prior()
         shares = sorted((k for k in tensors if k.startswith(CLASS_SHARES)), key=_suffix)
         self.class_shares = [tensors[k].numpy() for k in shares] or None
+        self.pair_margins = [
+            PairMargin(a, b, tensors[f"{PAIRS}{j}"].numpy())
+            for j, (a, b) in enumerate(meta.get("pairs", []))
+        ]
         self.model.eval()
         self.history = meta.get("history", {})
         if meta.get("privacy"):

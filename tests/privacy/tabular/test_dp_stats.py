@@ -139,3 +139,16 @@ def test_bounds_grow_over_adjacent_bins_only():
     lower, upper, fallback, _ = _bounds(values, 1e-3, np.random.default_rng(0))
     assert not fallback
     assert (lower, upper) == (GRID[GRID <= 100].max(), GRID[GRID > 150].min())
+
+
+def test_bounds_of_a_column_that_crosses_zero_cover_both_sides():
+    values = np.random.default_rng(0).normal(size=1500)
+    lower, upper, fallback, _ = _bounds(values, 0.9, np.random.default_rng(1))
+    assert not fallback and lower < -2 and upper > 2
+
+
+def test_a_noise_spike_across_zero_does_not_stretch_positive_bounds():
+    values = np.random.default_rng(0).uniform(1, 3, 400)
+    for seed in range(50):
+        lower, upper, _, _ = _bounds(values, 5.0, np.random.default_rng(seed))
+        assert lower > 0.5
