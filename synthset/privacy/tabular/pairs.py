@@ -43,6 +43,7 @@ PAIR_BINS = 5
 SELECT_SHARE = 0.25
 """Share of the pairs' budget spent on selecting them; the rest measures them."""
 FALSE_SELECTION = 0.05
+FIT_ROUNDS = 50
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class PairColumns:
     def product(self, first: int, second: int) -> np.ndarray:
         """The pair's cell shares under the priors: the product of the two margins."""
         return np.outer(self.margins[first], self.margins[second]).ravel()
+
+    def margins_of(self, first: int, second: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.margins[first], self.margins[second]
 
     def counts(self, first: int, second: int) -> np.ndarray:
         size = len(self.margins[first]) * len(self.margins[second])
@@ -150,6 +154,22 @@ def release_pairs(
     out = []
     for a, b in chosen:
         counts = columns.counts(a, b)
-        noisy = counts + rng.normal(0.0, z_measure, counts.shape)
-        out.append(PairMargin(a, b, noisy_shares(noisy)))
+        noisy = noisy_shares(counts + rng.normal(0.0, z_measure, counts.shape))
+        table = fit_margins(noisy.reshape(len(columns.margins[a]), -1), *columns.margins_of(a, b))
+        out.append(PairMargin(a, b, table.ravel()))
     return out
+
+
+def fit_margins(table: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """`table` scaled (iterative proportional fitting) to the row and column shares given.
+
+    A measured pair's own margins are noisier than the one-way releases (the noise of every
+    cell in a row adds up) and disagree with them; raking sampled rows to both then settles
+    between the two and matches neither (ACTG 320 at ε = 10: strat2's share 4.6 points off
+    where both targets were within 0.5 of the truth). Projected onto the one-way margins, the
+    pair keeps only its dependence. Rows or columns with no mass stay empty."""
+    out = table.copy()
+    for _ in range(FIT_ROUNDS):
+        out *= np.divide(rows, out.sum(1), out=np.zeros_like(rows), where=out.sum(1) > 0)[:, None]
+        out *= np.divide(columns, out.sum(0), out=np.zeros_like(columns), where=out.sum(0) > 0)
+    return out / out.sum()

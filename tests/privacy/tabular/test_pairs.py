@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from synthset.privacy.dp import PrivacyBudget, PrivacyLedger
-from synthset.privacy.tabular.pairs import PairColumns, candidates, release_pairs
+from synthset.privacy.tabular.pairs import PairColumns, candidates, fit_margins, release_pairs
 from synthset.privacy.tabular.schema import prepare_table
 from synthset.privacy.tabular.synthesizer import TabularSynthesizer
 from tests.privacy.conftest import TINY
@@ -51,6 +51,14 @@ def test_the_dependent_pair_is_selected_and_measured_within_its_noise():
     names = [(m.name, m.steps) for m in ledger.mechanisms]
     assert names == [("pair selection", 10), ("pair margins", 1)]
     assert "group × arm" in ledger.mechanisms[1].covers
+
+
+def test_a_measured_pair_keeps_its_dependence_on_the_one_way_margins():
+    noisy = np.array([[0.30, 0.02, 0.0], [0.03, 0.40, 0.25]])
+    fitted = fit_margins(noisy, np.array([0.4, 0.6]), np.array([0.3, 0.3, 0.4]))
+    np.testing.assert_allclose(fitted.sum(1), [0.4, 0.6], atol=1e-3)
+    np.testing.assert_allclose(fitted.sum(0), [0.3, 0.3, 0.4], atol=1e-3)
+    assert fitted[0, 2] == 0 and fitted[0, 0] > fitted[0, 1] and fitted[1, 1] > fitted[1, 0]
 
 
 def test_independent_pairs_are_not_worth_their_noise_at_a_small_budget():
