@@ -64,10 +64,8 @@ class PairColumns:
         """The pair's cell shares under the priors: the product of the two margins."""
         return np.outer(self.margins[first], self.margins[second]).ravel()
 
-    def margins_of(self, first: int, second: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.margins[first], self.margins[second]
-
     def counts(self, first: int, second: int) -> np.ndarray:
+        """The pair's joint cell counts, row-major."""
         size = len(self.margins[first]) * len(self.margins[second])
         return np.bincount(self.joint(first, second), minlength=size).astype(float)
 
@@ -82,6 +80,7 @@ class PairMargin:
 
 
 def candidates(columns: PairColumns) -> list[tuple[int, int]]:
+    """Every pair of columns but two numeric ones (their dependence is the copula's)."""
     return [
         (a, b)
         for a, b in combinations(range(len(columns.cells)), 2)
@@ -155,8 +154,8 @@ def release_pairs(
     for a, b in chosen:
         counts = columns.counts(a, b)
         noisy = noisy_shares(counts + rng.normal(0.0, z_measure, counts.shape))
-        table = fit_margins(noisy.reshape(len(columns.margins[a]), -1), *columns.margins_of(a, b))
-        out.append(PairMargin(a, b, table.ravel()))
+        rows, cols = columns.margins[a], columns.margins[b]
+        out.append(PairMargin(a, b, fit_margins(noisy.reshape(len(rows), -1), rows, cols).ravel()))
     return out
 
 

@@ -102,6 +102,10 @@ def test_config_errors_are_clear():
         TabularSynthesizer(scheduler="fast")
     with pytest.raises(ValueError, match="delta is given without epsilon"):
         TabularSynthesizer(delta=1e-5)
+    shares = "preprocessing_share \\+ prior_share \\+ pair_share must leave part"
+    with pytest.raises(ValueError, match=shares):
+        TabularSynthesizer(epsilon=1.0, preprocessing_share=0.65)
+    assert TabularSynthesizer(epsilon=1.0, preprocessing_share=0.6, pairs=0).config.pairs == 0
 
 
 def test_unset_settings_follow_the_privacy_mode():
@@ -111,6 +115,7 @@ def test_unset_settings_follow_the_privacy_mode():
     assert plain.hidden == DEFAULTS["plain"]["hidden"] and plain.steps == 1500
     assert plain.prior == "gaussian" and plain.max_epochs == 600
     assert private.max_epochs is None
+    assert (plain.oversample, private.oversample) == (3.0, 6.0)
     assert private.hidden == DEFAULTS["dp"]["hidden"] and private.batch_size == 4096
     mixed = TabularSynthesizer(SynthesizerConfig(steps=9), epsilon=2.0).config
     assert mixed.steps == 9 and mixed.hidden == DEFAULTS["dp"]["hidden"]
@@ -153,3 +158,23 @@ def test_training_stops_at_steps_or_max_epochs_whichever_comes_first(table):
     assert capped.fit(table.frame, table.schema).history["steps"] == 19  # ⌈5 · 240 / 64⌉
     exact = TabularSynthesizer(**TINY | {"steps": 15, "max_epochs": 5})
     assert exact.fit(table.frame, table.schema).history["steps"] == 15
+
+
+def test_a_numeric_target_column_is_calibrated_within_its_bins(tmp_path):
+    rng = np.random.default_rng(0)
+    city = rng.choice(["a", "b"], 600)
+    age = 30 + 30 * (city == "b") + rng.normal(0, 3, 600)
+    table = prepare_table(pd.DataFrame({"city": city, "age": age}), target="age")
+    settings = TINY | {"steps": 2}
+    synthesizer = TabularSynthesizer(**settings).fit(table.frame, table.schema)
+    assert synthesizer.target_column == "age" and len(synthesizer.class_shares) == 2
+
+    def gap(rows: pd.DataFrame) -> float:
+        means = rows.groupby("city")["age"].mean()
+        return float(means["b"] - means["a"])
+
+    assert gap(synthesizer.sample(600, seed=0)) > 20
+    uncalibrated = TabularSynthesizer(**settings, calibrate=False).fit(table.frame, table.schema)
+    assert abs(gap(uncalibrated.sample(600, seed=0))) < 10
+    again = TabularSynthesizer.load(synthesizer.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(again.sample(40, seed=2), synthesizer.sample(40, seed=2))
