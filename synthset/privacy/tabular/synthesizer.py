@@ -37,7 +37,6 @@ from synthset.privacy.dp import (
 from synthset.privacy.ema import EMA
 from synthset.privacy.errors import missing_extra
 from synthset.privacy.tabular.calibrate import (
-    NUMERIC_BINS,
     cells,
     class_margins,
     class_shares,
@@ -64,7 +63,6 @@ SAMPLE_CHUNK = 8192
 PRIOR = "prior.correlation"
 CLASS_SHARES = "calibration.class_shares."
 PAIRS = "calibration.pairs."
-TARGET_BINS = 5
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -276,7 +274,6 @@ class TabularSynthesizer:
         self.history: dict[str, Any] = {}
         self.class_shares: list[np.ndarray] | None = None
         self.pair_margins: list[PairMargin] = []
-        self.target_column: str | None = None
 
     def _build(self) -> None:
         enc = self.encoder
@@ -358,7 +355,6 @@ class TabularSynthesizer:
         conditional = cfg.conditional
         if conditional is None and schema.target is not None:
             conditional = schema.column(schema.target).kind in ("categorical", "boolean")
-        schema_target = schema.target
         if not conditional and schema.target is not None:
             schema = TableSchema.from_dict(schema.to_dict() | {"target": None})
         t0 = time.perf_counter()
@@ -379,8 +375,6 @@ class TabularSynthesizer:
         torch.manual_seed(cfg.seed)
         self._build()
         self._fit_prior(np.asarray(data["x_num"]))
-        if not conditional and schema_target is not None:
-            self.target_column = schema_target
         self._fit_calibration(data)
         tensors = [torch.from_numpy(np.array(data[k])) for k in ("x_num", "x_cat")]
         if "y" in data:
@@ -402,53 +396,22 @@ class TabularSynthesizer:
 
     def _fit_calibration(self, data: dict[str, np.ndarray]) -> None:
         """What calibration matches beyond the encoder's margins: under DP the released
-        two-way margins; without DP the margins within each target class, or within each of
-        `TARGET_BINS` bins of a numeric target modelled as a column."""
+        two-way margins, without DP the margins within each target class."""
         cfg, x_num, x_cat = self.config, data["x_num"], data["x_cat"]
-        if cfg.private:
-            if cfg.pairs:
-                columns = self._pair_columns(x_num, x_cat, data.get("y"))
-                self.pair_margins = release_pairs(
-                    columns, self.ledger, cfg.pair_share, cfg.pairs, np.random.default_rng()
-                )
-            return
-        strata = self._target_strata(x_num, x_cat, data.get("y"))
-        if strata is not None:
-            index, classes = strata
+        if cfg.private and cfg.pairs:
+            columns = self._pair_columns(x_num, x_cat, data.get("y"))
+            self.pair_margins = release_pairs(
+                columns, self.ledger, cfg.pair_share, cfg.pairs, np.random.default_rng()
+            )
+        if not cfg.private and self.encoder.target_kind == "classes":
             self.class_shares = class_shares(
                 x_num,
                 x_cat,
-                index,
-                classes,
+                data["y"],
+                self.encoder.n_classes,
                 self.encoder.category_sizes,
                 self._indicators(),
-                self._strata_bins(),
             )
-
-    def _strata_bins(self) -> int:
-        """CDF-level bins of the numeric columns' margins within each target class: as fine
-        as the overall margins for conditioning classes, `TARGET_BINS` within the bins of a
-        target column, where the overall margins are matched too (diabetes, 10 fits: with
-        fine margins in each target bin gbm TSTR R² 0.339 → 0.361 but DCR share 0.545 →
-        0.563, held too close to the training rows)."""
-        return NUMERIC_BINS if self.target_column is None else TARGET_BINS
-
-    def _target_strata(
-        self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None
-    ) -> tuple[np.ndarray, int] | None:
-        """Each row's target class and the number of classes: the conditioning classes, a
-        categorical target column's categories, or a numeric one's CDF-level bins (plus
-        missing); None without a target."""
-        enc = self.encoder
-        if enc.target_kind == "classes" and y is not None:
-            return y.astype(int), enc.n_classes
-        name = self.target_column
-        if name in enc.categorical:
-            return x_cat[:, enc.categorical.index(name)], len(enc.stats[name].categories)
-        if name in enc.numeric:
-            index = cells(x_num, x_cat, self._indicators(), TARGET_BINS)
-            return index[x_cat.shape[1] + enc.numeric.index(name)], TARGET_BINS + 1
-        return None
 
     def _optimizer(self, model: torch.nn.Module, steps: int) -> tuple[Any, Any]:
         cfg = self.config
@@ -689,19 +652,13 @@ class TabularSynthesizer:
     def _targets(
         self, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray | None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """What calibration matches: the margins within each conditioning class where the
-        fit kept them; else the encoder's margins, the target's class shares, under DP the
-        released two-way margins, and without DP the coarse margins within each bin of a
-        target column."""
+        """What calibration matches: the margins within each target class where the fit
+        kept them; else the encoder's margins, the target's class shares and, under DP, the
+        released two-way margins."""
         enc, indicators = self.encoder, self._indicators()
-        strata = self._target_strata(x_num, x_cat, y) if self.class_shares else None
-        within = []
-        if strata is not None:
-            bins = self._strata_bins()
-            within = class_margins(x_num, x_cat, strata[0], self.class_shares, indicators, bins)
-            if self.target_column is None:
-                return within
-        targets = margins(x_num, x_cat, enc.category_priors(), indicators) + within
+        if y is not None and self.class_shares is not None:
+            return class_margins(x_num, x_cat, y.astype(int), self.class_shares, indicators)
+        targets = margins(x_num, x_cat, enc.category_priors(), indicators)
         shares = enc.stats[enc.schema.target].shares if enc.target_kind == "classes" else None
         if y is not None and shares is not None:
             targets.append((y.astype(int), np.asarray(shares, dtype=np.float64)))
@@ -781,7 +738,6 @@ class TabularSynthesizer:
             "scheduler": dict(self.diffusion.scheduler.config),
             "category_prior": self.diffusion.category_prior is not None,
             "pairs": [[p.first, p.second] for p in self.pair_margins],
-            "target_column": self.target_column,
         }
         (folder / CONFIG).write_text(json.dumps(meta, indent=2, default=_json) + "\n")
         return folder
@@ -810,7 +766,6 @@ class TabularSynthesizer:
             self._set_category_prior()
         shares = sorted((k for k in tensors if k.startswith(CLASS_SHARES)), key=_suffix)
         self.class_shares = [tensors[k].numpy() for k in shares] or None
-        self.target_column = meta.get("target_column")
         self.pair_margins = [
             PairMargin(a, b, tensors[f"{PAIRS}{j}"].numpy())
             for j, (a, b) in enumerate(meta.get("pairs", []))

@@ -158,23 +158,3 @@ def test_training_stops_at_steps_or_max_epochs_whichever_comes_first(table):
     assert capped.fit(table.frame, table.schema).history["steps"] == 19  # ⌈5 · 240 / 64⌉
     exact = TabularSynthesizer(**TINY | {"steps": 15, "max_epochs": 5})
     assert exact.fit(table.frame, table.schema).history["steps"] == 15
-
-
-def test_a_numeric_target_column_is_calibrated_within_its_bins(tmp_path):
-    rng = np.random.default_rng(0)
-    city = rng.choice(["a", "b"], 600)
-    age = 30 + 30 * (city == "b") + rng.normal(0, 3, 600)
-    table = prepare_table(pd.DataFrame({"city": city, "age": age}), target="age")
-    settings = TINY | {"steps": 2}
-    synthesizer = TabularSynthesizer(**settings).fit(table.frame, table.schema)
-    assert synthesizer.target_column == "age" and len(synthesizer.class_shares) == 2
-
-    def gap(rows: pd.DataFrame) -> float:
-        means = rows.groupby("city")["age"].mean()
-        return float(means["b"] - means["a"])
-
-    assert gap(synthesizer.sample(600, seed=0)) > 20
-    uncalibrated = TabularSynthesizer(**settings, calibrate=False).fit(table.frame, table.schema)
-    assert abs(gap(uncalibrated.sample(600, seed=0))) < 10
-    again = TabularSynthesizer.load(synthesizer.save(tmp_path / "model"))
-    pd.testing.assert_frame_equal(again.sample(40, seed=2), synthesizer.sample(40, seed=2))
