@@ -12,6 +12,7 @@ import os
 import posixpath
 import re
 import tempfile
+import time
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -93,6 +94,28 @@ def _experiment(client: Any, name: str, create: bool = False) -> Any:
             f"no dataset named {name!r} in the tracking store; `synthset ls` lists the datasets"
         )
     return exp
+
+
+_TAG_TRIES = 3
+_CONFLICTS = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
+
+
+def set_experiment_tag(client: Any, experiment_id: str, key: str, value: str) -> None:
+    """`client.set_experiment_tag`, tried again when another process created the same tag at
+    the same moment.
+
+    MLflow's SQL store writes a tag by reading, then inserting or updating, so of two
+    writers of a tag that does not exist yet one fails on the unique key (three runs of one
+    dataset at once: "UNIQUE constraint failed: experiment_tags.key"); tried again, it
+    updates the row the other inserted. Any other error is raised at once."""
+    for attempt in range(_TAG_TRIES):
+        try:
+            client.set_experiment_tag(experiment_id, key, value)
+            return
+        except Exception as exc:
+            if attempt == _TAG_TRIES - 1 or not any(c in str(exc) for c in _CONFLICTS):
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _version_runs(client: Any, experiment_id: str) -> Iterator[Any]:
@@ -200,8 +223,8 @@ def set_alias(
         )
     info = resolve_version(name, ref, tracking_uri)
     client = _client(tracking_uri)
-    client.set_experiment_tag(
-        _experiment(client, name).experiment_id, ALIAS_PREFIX + alias, str(info.version)
+    set_experiment_tag(
+        client, _experiment(client, name).experiment_id, ALIAS_PREFIX + alias, str(info.version)
     )
     return resolve_version(name, info.version, tracking_uri)
 
@@ -324,7 +347,7 @@ def _show_latest(client: Any, name: str, tracking_uri: str | None) -> None:
         newest = max(v.version for v in list_versions(name, tracking_uri))
         if newest == shown:
             return
-        client.set_experiment_tag(exp_id, ALIAS_PREFIX + LATEST, str(newest))
+        set_experiment_tag(client, exp_id, ALIAS_PREFIX + LATEST, str(newest))
         shown = newest
 
 
@@ -371,8 +394,8 @@ def check_writable(name: str, tracking_uri: str | None = None) -> None:
     try:
         client = _client(tracking_uri)
         exp = _experiment(client, name, create=True)
-        client.set_experiment_tag(
-            exp.experiment_id, "synthset.last_publish", str(get_current_time_millis())
+        set_experiment_tag(
+            client, exp.experiment_id, "synthset.last_publish", str(get_current_time_millis())
         )
     except SynthsetError:
         raise

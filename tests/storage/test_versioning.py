@@ -16,6 +16,7 @@ from synthset.storage.versioning import (
     record_version,
     resolve_version,
     set_alias,
+    set_experiment_tag,
 )
 from tests.conftest import generate_and_publish
 
@@ -209,3 +210,44 @@ def test_a_run_that_failed_half_way_is_not_a_version(tiny_model, tracking_uri):
     assert [(v.version, v.aliases) for v in list_versions("ver-failed", tracking_uri)] == [
         (1, ("latest",))
     ]
+
+
+def test_tags_written_at_once_by_many_writers_all_land(tmp_path):
+    """Real SQLite store, writers racing on tags that do not exist yet (the MLflow store
+    reads, then inserts: one of two racing writers hits the unique key and tries again)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'race.db'}")
+    exp = client.create_experiment("race")
+    writes = [(f"key{k}", f"v{w}") for k in range(15) for w in range(4)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda kv: set_experiment_tag(client, exp, *kv), writes))
+    tags = client.get_experiment(exp).tags
+    assert all(tags[f"key{k}"] in {"v0", "v1", "v2", "v3"} for k in range(15))
+
+
+class _Conflicts:
+    """A real client whose first tag writes fail as a racing writer's would."""
+
+    def __init__(self, client, message, times):
+        self.client, self.message, self.times = client, message, times
+
+    def set_experiment_tag(self, *args):
+        if self.times:
+            self.times -= 1
+            raise RuntimeError(self.message)
+        self.client.set_experiment_tag(*args)
+
+
+def test_a_tag_write_is_tried_again_only_after_a_unique_key_conflict(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'tags.db'}")
+    exp = client.create_experiment("tags")
+    race = "(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key"
+    set_experiment_tag(_Conflicts(client, race, 1), exp, "alias", "3")
+    assert client.get_experiment(exp).tags["alias"] == "3"
+    with pytest.raises(RuntimeError, match="readonly"):
+        set_experiment_tag(
+            _Conflicts(client, "attempt to write a readonly database", 1), exp, "a", "1"
+        )
+    with pytest.raises(RuntimeError, match="UNIQUE"):
+        set_experiment_tag(_Conflicts(client, race, 5), exp, "b", "1")

@@ -195,7 +195,7 @@ class SynthesizerConfig(BaseModel):
         ge=0,
         description="under DP, at most this many two-way margins of the pairs of columns the "
         "priors get most wrong are released, and calibration matches them "
-        "(synthset.privacy.tabular.pairs); 0: none",
+        "(synthset.privacy.tabular.pairs); 0, or calibrate off: none",
     )
     pair_share: float = Field(
         default=0.1,
@@ -224,12 +224,17 @@ class SynthesizerConfig(BaseModel):
     def private(self) -> bool:
         return self.epsilon is not None
 
+    @property
+    def releases_pairs(self) -> bool:
+        """Whether a DP fit releases two-way margins: only calibration uses them."""
+        return self.private and self.pairs > 0 and self.calibrate
+
     def shares(self) -> dict[str, float]:
         """The shares of the DP budget set aside before DP-SGD, by setting."""
         out = {"preprocessing_share": self.preprocessing_share}
         if self.prior == "gaussian":
             out["prior_share"] = self.prior_share
-        if self.pairs:
+        if self.releases_pairs:
             out["pair_share"] = self.pair_share
         return out
 
@@ -398,7 +403,7 @@ class TabularSynthesizer:
         """What calibration matches beyond the encoder's margins: under DP the released
         two-way margins, without DP the margins within each target class."""
         cfg, x_num, x_cat = self.config, data["x_num"], data["x_cat"]
-        if cfg.private and cfg.pairs:
+        if cfg.releases_pairs:
             columns = self._pair_columns(x_num, x_cat, data.get("y"))
             self.pair_margins = release_pairs(
                 columns, self.ledger, cfg.pair_share, cfg.pairs, np.random.default_rng()

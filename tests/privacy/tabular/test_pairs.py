@@ -92,3 +92,11 @@ def test_dp_samples_keep_a_deterministic_pair_that_the_priors_miss(tmp_path):
     assert consistent(with_pairs) > 0.95
     again = TabularSynthesizer.load(with_pairs.save(tmp_path / "model"))
     pd.testing.assert_frame_equal(again.sample(50, seed=4), with_pairs.sample(50, seed=4))
+
+
+def test_no_pairs_are_released_when_calibration_is_off(frame):
+    table = prepare_table(frame, identifiers=["patient"], target="risk")
+    settings = TINY | {"steps": 2, "dp_draws": 1, "calibrate": False}
+    synthesizer = TabularSynthesizer(**settings, epsilon=5.0).fit(table.frame, table.schema)
+    names = [m["name"] for m in synthesizer.privacy()["mechanisms"]]
+    assert not any(name.startswith("pair") for name in names) and not synthesizer.pair_margins
