@@ -13,7 +13,8 @@ Without DP and with a class target, the margins are taken within each class (`cl
 of the training rows): raking every class towards the same overall margins pulled the
 classes' feature distributions together and weakened what predicts the target (bench, mixed
 table, 5 fits: gbm TSTR AUC 0.664 ± 0.039 with overall margins, 0.728 ± 0.027 per class).
-Under DP those per-class shares are not released, and the overall ones are used.
+Under DP those per-class shares are not released: the overall ones are used, with the
+two-way margins that were released (`synthset.privacy.tabular.pairs`).
 """
 
 from __future__ import annotations
