@@ -749,7 +749,9 @@ class TabularSynthesizer:
 
     @classmethod
     def load(cls, folder: str | Path) -> TabularSynthesizer:
-        """Rebuild a saved synthesizer (no pickle: safetensors and JSON only)."""
+        """Rebuild a saved synthesizer (no pickle: safetensors and JSON only). A model
+        saved before two-way margins existed was fitted without them and loads with `pairs`
+        0 (its budget split may leave no room for the new default `pair_share`)."""
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -759,7 +761,7 @@ class TabularSynthesizer:
                 f"{folder}: not a synthset tabular model (format {meta.get('format')!r})"
             )
         tensors = load_file(str(folder / WEIGHTS))
-        self = cls(SynthesizerConfig(**meta["config"]))
+        self = cls(SynthesizerConfig(**({"pairs": 0} | meta["config"])))
         arrays = {k: v.numpy() for k, v in tensors.items() if k.startswith("encoder.")}
         self.encoder = TableEncoder.from_state(arrays, meta["encoder"])
         self._build()

@@ -100,3 +100,24 @@ def test_no_pairs_are_released_when_calibration_is_off(frame):
     synthesizer = TabularSynthesizer(**settings, epsilon=5.0).fit(table.frame, table.schema)
     names = [m["name"] for m in synthesizer.privacy()["mechanisms"]]
     assert not any(name.startswith("pair") for name in names) and not synthesizer.pair_margins
+
+
+def test_a_dp_model_saved_before_pairs_existed_still_loads(tmp_path, frame):
+    """Its config has no `pairs` and the old split (0.5 + 0.4), which with the new default
+    pair share would leave DP-SGD nothing: it was fitted without pairs, and loads so."""
+    import json
+
+    from synthset.privacy.tabular.synthesizer import CONFIG
+
+    table = prepare_table(frame, identifiers=["patient"], target="risk")
+    settings = TINY | {"steps": 2, "dp_draws": 1, "pairs": 0, "prior_share": 0.4}
+    fitted = TabularSynthesizer(**settings, epsilon=5.0).fit(table.frame, table.schema)
+    folder = fitted.save(tmp_path / "old")
+    meta = json.loads((folder / CONFIG).read_text())
+    for key in ("pairs", "pair_share"):
+        del meta["config"][key]
+    del meta["pairs"]
+    (folder / CONFIG).write_text(json.dumps(meta))
+    again = TabularSynthesizer.load(folder)
+    assert again.config.pairs == 0 and again.pair_margins == []
+    pd.testing.assert_frame_equal(again.sample(20, seed=1), fitted.sample(20, seed=1))
