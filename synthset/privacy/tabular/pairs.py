@@ -20,7 +20,8 @@ rows to them (`synthset.privacy.tabular.calibrate`), as it does to the one-way m
    ε = 1 on 300 rows, noise alone otherwise picked an independent pair); the `most` largest
    gains are kept.
 2. measure: each kept pair's joint cell counts, with Gaussian noise σ (one histogram each,
-   sensitivity 1), floored at 0 and normalised.
+   sensitivity 1), floored at 0, normalised and fitted to the one-way margins
+   (`fit_margins`).
 
 Cells are those of calibration, coarser for numeric columns (`PAIR_BINS` equal CDF-level bins
 of the encoder's maps, plus one for missing values where a column has them), so that a
@@ -88,36 +89,29 @@ def candidates(columns: PairColumns) -> list[tuple[int, int]]:
     ]
 
 
-def _distances(columns: PairColumns, pairs: list[tuple[int, int]]) -> np.ndarray:
-    n = len(columns.cells[0])
-    return np.array(
-        [np.abs(columns.counts(a, b) - n * columns.product(a, b)).sum() for a, b in pairs]
-    )
-
-
-def _noise_floor(columns: PairColumns, pairs: list[tuple[int, int]], rows: float) -> np.ndarray:
-    """The L1 distance an independent pair of `rows` rows has from sampling alone,
-    √(2/π)·Σ √(rows·p·(1 − p)) over its cells."""
-    rows = max(rows, 1.0)
-    floors = []
-    for a, b in pairs:
-        p = columns.product(a, b)
-        floors.append(np.sqrt(rows * p * (1 - p)).sum())
-    return math.sqrt(2 / math.pi) * np.array(floors)
-
-
 def select_pairs(
-    columns: PairColumns, z_select: float, z_measure: float, most: int, rng: np.random.Generator
+    columns: PairColumns,
+    pairs: list[tuple[int, int]],
+    z_select: float,
+    z_measure: float,
+    most: int,
+    rng: np.random.Generator,
 ) -> list[tuple[int, int]]:
-    """Up to `most` candidate pairs, by noisy distance from the priors beyond the error that
-    measuring them adds and the distance sampling alone gives (noise z_select on each
-    distance, sensitivity 2, and on the row count, sensitivity 1)."""
-    pairs = candidates(columns)
-    noisy = _distances(columns, pairs) + rng.normal(0.0, 2 * z_select, len(pairs))
-    rows = len(columns.cells[0]) + rng.normal(0.0, z_select)
-    sizes = np.array([columns.product(a, b).size for a, b in pairs])
+    """Up to `most` of `pairs`, by noisy distance from the priors beyond the error that
+    measuring them adds and the distance sampling alone gives an independent pair,
+    √(2/π)·Σ √(rows·p·(1 − p)) over its cells (noise z_select on each distance, sensitivity
+    2, and on the row count, sensitivity 1)."""
+    n = len(columns.cells[0])
+    products = [columns.product(a, b) for a, b in pairs]
+    distances = np.array(
+        [np.abs(columns.counts(*ab) - n * p).sum() for ab, p in zip(pairs, products, strict=True)]
+    )
+    noisy = distances + rng.normal(0.0, 2 * z_select, len(pairs))
+    rows = max(n + rng.normal(0.0, z_select), 1.0)
+    floor = np.array([np.sqrt(rows * p * (1 - p)).sum() for p in products])
+    sizes = np.array([p.size for p in products])
+    worth = math.sqrt(2 / math.pi) * (z_measure * sizes + floor)
     margin = 2 * z_select * float(ndtri(1 - FALSE_SELECTION / len(pairs)))
-    worth = math.sqrt(2 / math.pi) * z_measure * sizes + _noise_floor(columns, pairs, rows)
     gain = noisy - worth - margin
     return [pairs[i] for i in np.argsort(-gain)[:most] if gain[i] > 0]
 
@@ -136,7 +130,7 @@ def release_pairs(
         return []
     z_select = ledger.share_noise(len(pairs) + 1, share * SELECT_SHARE)
     z_measure = ledger.share_noise(most, share * (1 - SELECT_SHARE))
-    chosen = select_pairs(columns, z_select, z_measure, most, rng)
+    chosen = select_pairs(columns, pairs, z_select, z_measure, most, rng)
     ledger.add(
         Mechanism(
             "pair selection",
